@@ -1,0 +1,39 @@
+"""Shared plumbing for the command-line entry points."""
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from circtune.errors import CirctuneError
+
+EXIT_USAGE = 2
+
+
+def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Run a CLI ``main`` and turn user errors into one line and exit code 2.
+
+    Args:
+        main: The command's main function; returns an exit status.
+        argv: Arguments without the program name; ``sys.argv[1:]`` if None.
+
+    Returns:
+        The exit status: the one ``main`` returned, 2 after a
+        :class:`CirctuneError`, or 130 after Ctrl-C.
+    """
+    try:
+        return main(argv)
+    except CirctuneError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Send circtune's log records to stderr, one line each."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
