@@ -130,7 +130,8 @@ class Dataset:
         values: ``(N, P, B, G, D)`` float32 array in SI units, quantity order
             given by ``quantities``.
         quantities: Names of the P quantities, a subset of ``QUANTITIES`` in
-            canonical order that always contains ``"ibias"``.
+            canonical order. Files always contain ``"ibias"``; a dataset
+            loaded with only some quantities may lack it.
         vbs: ``(N, B)`` body-source voltages in volts.
         vgs: ``(N, G)`` gate-source voltages in volts.
         vds: ``(N, D)`` drain-source voltages in volts.
@@ -259,18 +260,19 @@ def validate(dataset: Dataset, source: str = "dataset") -> None:
         )
 
 
-def check_quantity_names(names: Sequence[str], source: str) -> None:
-    """Check that quantity names are known, unique, in canonical order, with ibias.
+def check_quantity_names(names: Sequence[str], source: str, *, require_ibias: bool = False) -> None:
+    """Check that quantity names are known, unique and in canonical order.
 
     Raises:
-        DataError: If a name is unknown or duplicated, or ibias is missing.
+        DataError: If a name is unknown, duplicated or out of order, or
+            ``require_ibias`` is set and ibias is missing.
     """
     unknown = [name for name in names if name not in QUANTITIES]
     if unknown:
         raise DataError(f"{source}: unknown quantities {unknown}; allowed names are {list(QUANTITIES)}")
     if len(set(names)) != len(names):
         raise DataError(f"{source}: quantity names repeat in {list(names)}; give each quantity once")
-    if "ibias" not in names:
+    if require_ibias and "ibias" not in names:
         raise DataError(f"{source}: the quantity 'ibias' is missing; every dataset needs the drain current")
     if list(names) != [name for name in QUANTITIES if name in names]:
         raise DataError(f"{source}: quantities {list(names)} are not in the canonical order {list(QUANTITIES)}")

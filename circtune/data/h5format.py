@@ -246,7 +246,7 @@ def _check_layout(handle: h5py.File, path: Path) -> tuple[tuple[str, ...], int, 
         if group not in handle:
             raise DataError(f"{path}: group '/{group}' is missing; rewrite the file with circtune.data")
     quantities = tuple(json.loads(str(handle.attrs["quantities"])))
-    check_quantity_names(quantities, str(path))
+    check_quantity_names(quantities, str(path), require_ibias=True)
     stored = set(handle["values"].keys())
     if stored != set(quantities):
         raise DataError(
