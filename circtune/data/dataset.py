@@ -74,7 +74,9 @@ class Metadata:
     def __post_init__(self) -> None:
         lengths = {name: len(getattr(self, name)) for name in METADATA_COLUMNS}
         if len(set(lengths.values())) > 1:
-            raise DataError(f"metadata columns have different lengths {lengths}; every column needs one entry per sample")
+            raise DataError(
+                f"metadata columns have different lengths {lengths}; every column needs one entry per sample"
+            )
         for name, kind in METADATA_COLUMNS.items():
             column = np.asarray(getattr(self, name))
             if kind == "U":
@@ -244,7 +246,8 @@ def validate(dataset: Dataset, source: str = "dataset") -> None:
             )
         if not np.all(np.isfinite(grid)):
             raise DataError(f"{source}: axis '{axis}' contains NaN or infinite voltages; remove those samples")
-        if size > 1 and not np.all(np.abs(np.diff(grid, axis=1)) > 0):
+        steps = np.diff(grid, axis=1)
+        if size > 1 and not np.all(np.all(steps > 0, axis=1) | np.all(steps < 0, axis=1)):
             raise DataError(f"{source}: axis '{axis}' is not strictly monotonic in every sample; sort the sweep")
     if len(dataset.metadata) != n_samples:
         raise DataError(

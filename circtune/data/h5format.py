@@ -51,9 +51,8 @@ def write_dataset(dataset: Dataset, path: str | os.PathLike[str], *, compression
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as temporary:
-        with h5py.File(temporary, "w") as handle:
-            _write_contents(handle, dataset, compression_level)
+    with atomic_path(target) as temporary, h5py.File(temporary, "w") as handle:
+        _write_contents(handle, dataset, compression_level)
     return target
 
 
@@ -224,7 +223,9 @@ def _write_contents(handle: h5py.File, dataset: Dataset, compression_level: int)
 
 def _open_hdf5(path: Path) -> h5py.File:
     if not path.exists():
-        raise DataError(f"{path}: file not found; check the path or generate it with 'python -m circtune.data generate'")
+        raise DataError(
+            f"{path}: file not found; check the path or generate it with 'python -m circtune.data generate'"
+        )
     if path.is_dir():
         raise DataError(f"{path}: is a folder, but a dataset file is expected")
     if not h5py.is_hdf5(path):
@@ -232,12 +233,18 @@ def _open_hdf5(path: Path) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as error:
-        raise DataError(f"{path}: cannot open HDF5 file ({error}); the file may be truncated, write it again") from error
+        raise DataError(
+            f"{path}: cannot open HDF5 file ({error}); the file may be truncated, write it again"
+        ) from error
 
 
 def _check_layout(handle: h5py.File, path: Path) -> tuple[tuple[str, ...], int, tuple[int, int, int]]:
     if handle.attrs.get("format") != FORMAT_NAME:
-        hint = "it looks like a BAG3 ss_params file" if "ibias" in handle and "sweep_params" in handle["ibias"].attrs else ""
+        hint = (
+            "it looks like a BAG3 ss_params file"
+            if "ibias" in handle and "sweep_params" in handle["ibias"].attrs
+            else ""
+        )
         raise DataError(
             f"{path}: not a circtune dataset (attribute 'format' is {handle.attrs.get('format')!r}); "
             f"convert it with 'python -m circtune.data convert'{' because ' + hint if hint else ''}"
@@ -288,4 +295,3 @@ def _read_column(node: h5py.Dataset) -> np.ndarray:
     if h5py.check_string_dtype(node.dtype) is not None:
         return np.asarray(node.asstr()[...], dtype=str)
     return np.asarray(node[...])
-
