@@ -71,3 +71,15 @@ def small_dataset() -> Dataset:
 def dataset_factory() -> Callable[..., Dataset]:
     """The ``build_dataset`` function, for tests that need other sizes."""
     return build_dataset
+
+
+@pytest.fixture
+def short_tmp():
+    """A temporary folder with a short path: Ray's socket paths must stay under 108 bytes."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp(prefix="ct", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""MLflow tracking: store, runs and artifacts of searches and trials."""
