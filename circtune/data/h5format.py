@@ -66,6 +66,9 @@ def atomic_path(target: Path) -> Iterator[Path]:
     descriptor, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     os.close(descriptor)
     temporary = Path(name)
+    umask = os.umask(0)
+    os.umask(umask)
+    temporary.chmod(0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
     try:
         yield temporary
         os.replace(temporary, target)

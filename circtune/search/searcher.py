@@ -84,7 +84,11 @@ def classify_trial_end(
     if len(values) != len(names) or any(value is None for value in values):
         return optuna.trial.TrialState.FAIL, None, f"the last result lacks the objective {names}"
     if not all(_is_finite(value) for value in values):
-        return optuna.trial.TrialState.FAIL, None, f"the objective is not finite: {dict(zip(names, values, strict=True))}"
+        return (
+            optuna.trial.TrialState.FAIL,
+            None,
+            f"the objective is not finite: {dict(zip(names, values, strict=True))}",
+        )
     if not result.get(COMPLETE_KEY):
         return optuna.trial.TrialState.PRUNED, None, None
     numbers = [float(value) for value in values]  # type: ignore[arg-type]

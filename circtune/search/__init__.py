@@ -1,0 +1,1 @@
+"""Hyperparameter search: experiment files, search spaces and the search engine."""

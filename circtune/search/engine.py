@@ -1,0 +1,399 @@
+"""The search: Ray Tune runs trials, Optuna chooses them, MLflow records them.
+
+``prepare_search`` checks everything a search needs (experiment file,
+dataset, split, tracking store, Ray address, resume target) and writes
+nothing; ``run_search`` then creates the search folder, the MLflow parent
+run and the Optuna study, runs the trials and finishes with the report.
+
+A resumed search reuses its folder, study and parent run. Trials that the
+interrupted driver left RUNNING are marked FAIL in Optuna with the reason
+``interrupted`` and their parameters are queued again, their MLflow runs are
+ended KILLED, and the trials still missing from ``search.n_trials`` run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import logging
+import math
+import os
+import socket
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from circtune.data.dataset import Dataset
+from circtune.data.split import Split, split_by_flavor
+from circtune.errors import ConfigError, ServiceError
+from circtune.objective.config import FLAT_KEYS, TrialConfig
+from circtune.objective.data import TrialData, prepare_trial_data
+from circtune.search.report import SearchReport, write_report
+from circtune.search.searcher import RAY_TRIAL_ID_ATTR, StateCorrectOptunaSearch
+from circtune.search.space import sampler_for_spec, suggest
+from circtune.search.spec import ExperimentSpec, IntParameter, load_spec, resolve_dataset_path, save_spec
+from circtune.search.state import SearchState, read_state, write_state
+from circtune.search.trainable import TrialContext
+from circtune.tracking import store
+
+logger = logging.getLogger(__name__)
+
+STUDY_FILE = "optuna.db"
+EXPERIMENT_FILE = "experiment.yaml"
+TUNE_FOLDER = "tune"
+INTERRUPTED_ATTR = "interrupted"
+METRICS: tuple[str, ...] = ("validation_loss", "validation_error_pct", "reconstruction")
+_ADDRESS_TIMEOUT_S = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchOptions:
+    """What the command line chose.
+
+    Attributes:
+        space: Experiment file name or path.
+        results: Folder that holds one subfolder per search.
+        address: Ray cluster address; None starts a local Ray.
+        tracking_uri: Overrides ``tracking.uri`` of the experiment file.
+        resume: Search id to continue, ``"latest"``, or None for a new search.
+        n_trials: Overrides ``search.n_trials``.
+        max_concurrent: Overrides ``search.max_concurrent``.
+        workdir: Folder against which relative paths resolve.
+    """
+
+    space: str
+    results: Path
+    address: str | None = None
+    tracking_uri: str | None = None
+    resume: str | None = None
+    n_trials: int | None = None
+    max_concurrent: int | None = None
+    workdir: Path = dataclasses.field(default_factory=Path.cwd)
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedSearch:
+    """A checked search, ready to run; nothing was written to make it."""
+
+    options: SearchOptions
+    spec: ExperimentSpec
+    dataset: Dataset
+    split: Split
+    tracking_uri: str
+    folder: Path
+    search_id: str
+    state: SearchState | None
+
+
+def prepare_search(options: SearchOptions) -> PreparedSearch:
+    """Check the experiment, data, tracking store, Ray address and resume target.
+
+    Raises:
+        ConfigError: If the experiment file, a flag or the resume target is invalid.
+        DataError: If the dataset or the split is invalid.
+        ServiceError: If the tracking server or the Ray cluster is unreachable.
+    """
+    state = None
+    if options.resume is not None:
+        folder = _resume_folder(options.results, options.resume)
+        state = read_state(folder)
+        spec = load_spec(str(folder / EXPERIMENT_FILE), known_parameters=FLAT_KEYS, known_metrics=METRICS)
+        search_id = state.search_id
+        tracking_uri = state.tracking_uri
+    else:
+        spec = load_spec(options.space, known_parameters=FLAT_KEYS, known_metrics=METRICS)
+        search_id = f"{spec.tracking.experiment}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+        folder = options.results / search_id
+        tracking_uri = store.resolve_tracking_uri(options.tracking_uri or spec.tracking.uri, options.workdir)
+    spec = _apply_overrides(spec, options)
+    for warning in spec.warnings:
+        logger.warning("%s", warning)
+    _check_trial_defaults(spec)
+
+    store.check_tracking_uri(tracking_uri)
+    address = options.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        check_ray_address(address)
+    dataset = _load_dataset(spec, options.workdir)
+    split = split_by_flavor(
+        dataset.metadata,
+        spec.split.held_out_flavors,
+        validation_fraction=spec.split.validation_fraction,
+        seed=spec.split.seed,
+    )
+    too_large = [size for size in spec.objective.train_sizes if size > len(split.train)]
+    if too_large:
+        raise ConfigError(
+            f"objective.train_sizes {too_large} exceed the {len(split.train)} training samples; "
+            "choose smaller sizes or hold out fewer flavors"
+        )
+    return PreparedSearch(options, spec, dataset, split, tracking_uri, folder, search_id, state)
+
+
+def run_search(prepared: PreparedSearch) -> SearchReport:
+    """Run (or continue) a prepared search and write its report.
+
+    Returns:
+        The report that the command line prints.
+    """
+    import ray
+    from ray import tune
+
+    spec = prepared.spec
+    data = prepare_trial_data(prepared.dataset, prepared.split)
+    state = prepared.state or _start_new_search(prepared)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{prepared.folder / STUDY_FILE}")
+    n_finished = _recover_interrupted(storage, state, prepared.tracking_uri)
+    remaining = state.n_trials - n_finished
+    logger.info(
+        "Search %s: %d of %d trials finished, %d to run; results in %s",
+        state.search_id, n_finished, state.n_trials, remaining, prepared.folder,
+    )  # fmt: skip
+
+    context = TrialContext(
+        fixed={**spec.fixed, "objective/train_sizes": list(spec.objective.train_sizes)},
+        eval_every=spec.search.eval_every,
+        tracking_uri=prepared.tracking_uri,
+        experiment_id=state.experiment_id,
+        parent_run_id=state.parent_run_id,
+        search_id=state.search_id,
+    )
+    _init_ray(prepared.options.address)
+    try:
+        if remaining > 0:
+            _run_tuner(prepared, data, context, storage, state, remaining)
+        study = optuna.load_study(study_name=state.study_name, storage=storage)
+        report = write_report(prepared, data, study, state, context)
+    except BaseException:
+        write_state(prepared.folder, state.with_status("interrupted"))
+        raise
+    finally:
+        ray.shutdown()
+    write_state(prepared.folder, state.with_status("finished"))
+    return report
+
+
+def check_ray_address(address: str) -> None:
+    """Check that a Ray cluster address answers, since ``ray.init`` can hang.
+
+    Raises:
+        ServiceError: If nothing listens at the address.
+        ConfigError: If the address is malformed.
+    """
+    if address == "auto":
+        return
+    parsed = urllib.parse.urlparse(address if "://" in address else f"ray://{address}")
+    if not parsed.hostname or parsed.port is None:
+        raise ConfigError(f"Ray address {address!r} is invalid; use HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port), timeout=_ADDRESS_TIMEOUT_S):
+            pass
+    except OSError as error:
+        raise ServiceError(
+            f"Ray cluster at {address} is unreachable ({error}); start it with 'ray up cluster.yaml' or "
+            "'ray start --head', or drop --address / RAY_ADDRESS to run locally"
+        ) from error
+
+
+def _run_tuner(
+    prepared: PreparedSearch,
+    data: TrialData,
+    context: TrialContext,
+    storage: optuna.storages.RDBStorage,
+    state: SearchState,
+    remaining: int,
+) -> None:
+    from ray import tune
+
+    from circtune.search.callbacks import TrialRunCallback
+    from circtune.search.trainable import run_tune_trial
+
+    spec = prepared.spec
+    metrics = list(spec.objective.metrics)
+    single = len(metrics) == 1
+    searcher = StateCorrectOptunaSearch(
+        space=functools.partial(suggest, space=spec.space),
+        metric=metrics[0] if single else metrics,
+        mode="min" if single else ["min"] * len(metrics),
+        sampler=sampler_for_spec(spec),
+        study_name=state.study_name,
+        storage=storage,
+    )
+    scheduler = None
+    if spec.search.scheduler == "asha":
+        scheduler = tune.schedulers.ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=_max_evaluations(spec),
+            grace_period=spec.search.grace_period,
+            reduction_factor=spec.search.reduction_factor,
+        )
+    resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
+    trainable = tune.with_resources(tune.with_parameters(run_tune_trial, data=data, context=context), resources)
+    attempt = len(list((prepared.folder / TUNE_FOLDER).glob("attempt-*")))
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            metric=metrics[0] if scheduler is not None else None,
+            mode="min" if scheduler is not None else None,
+            num_samples=remaining,
+            max_concurrent_trials=_max_concurrent(spec),
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=f"attempt-{attempt + 1}",
+            storage_path=str((prepared.folder / TUNE_FOLDER).resolve()),
+            failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[TrialRunCallback(data, context, metric=metrics[-1])],
+            verbose=1,
+        ),
+    )
+    tuner.fit()
+
+
+def _start_new_search(prepared: PreparedSearch) -> SearchState:
+    spec = prepared.spec
+    prepared.folder.mkdir(parents=True, exist_ok=False)
+    save_spec(spec, prepared.folder / EXPERIMENT_FILE)
+    experiment_id = store.ensure_experiment(prepared.tracking_uri, spec.tracking.experiment, workdir=prepared.options.workdir)
+    parent_run_id = store.create_parent_run(
+        prepared.tracking_uri, experiment_id, search_id=prepared.search_id, run_name=prepared.search_id
+    )
+    client = store.make_client(prepared.tracking_uri)
+    client.log_artifact(parent_run_id, str(prepared.folder / EXPERIMENT_FILE))
+    store.log_params(
+        prepared.tracking_uri,
+        parent_run_id,
+        {
+            "search/sampler": spec.search.sampler,
+            "search/scheduler": spec.search.scheduler,
+            "search/n_trials": spec.search.n_trials,
+            "split/held_out_flavors": ",".join(spec.split.held_out_flavors),
+            "dataset/source": spec.dataset.source,
+            "dataset/n_samples": prepared.dataset.n_samples,
+            "dataset/n_train": len(prepared.split.train),
+            "dataset/n_validation": len(prepared.split.validation),
+            "dataset/n_test": len(prepared.split.test),
+            **{f"fixed/{key}": value for key, value in spec.fixed.items()},
+        },
+    )
+    state = SearchState(
+        search_id=prepared.search_id,
+        experiment_file=spec.source,
+        tracking_uri=prepared.tracking_uri,
+        experiment_id=experiment_id,
+        parent_run_id=parent_run_id,
+        study_name=prepared.search_id,
+        n_trials=spec.search.n_trials,
+    )
+    write_state(prepared.folder, state)
+    return state
+
+
+def _recover_interrupted(storage: optuna.storages.RDBStorage, state: SearchState, tracking_uri: str) -> int:
+    """Close what an interrupted driver left open; return the number of finished trials."""
+    try:
+        study = optuna.load_study(study_name=state.study_name, storage=storage)
+    except KeyError:
+        return 0
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, True)
+        storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
+        logger.warning("Optuna trial %d was interrupted; its parameters are queued again", trial.number)
+    ended = store.end_orphaned_children(
+        tracking_uri, state.experiment_id, parent_run_id=state.parent_run_id, reason="interrupted: the driver stopped"
+    )
+    if ended:
+        logger.warning("Ended %d MLflow trial runs left RUNNING by the interrupted driver", len(ended))
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    return sum(
+        1 for trial in study.get_trials(deepcopy=False, states=finished) if not trial.user_attrs.get(INTERRUPTED_ATTR)
+    )
+
+
+def _init_ray(address: str | None) -> None:
+    import ray
+
+    # Tune warns on every checkpoint of short trials that snapshots are frequent; they are cheap here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=True)
+
+
+def _max_concurrent(spec: ExperimentSpec) -> int:
+    import ray
+
+    if spec.search.max_concurrent is not None:
+        return spec.search.max_concurrent
+    resources = ray.cluster_resources()
+    slots = int(resources.get("CPU", 1) // spec.resources.cpus_per_trial)
+    if spec.resources.gpus_per_trial > 0:
+        slots = min(slots, int(resources.get("GPU", 0) // spec.resources.gpus_per_trial))
+    return max(1, slots)
+
+
+def _max_evaluations(spec: ExperimentSpec) -> int:
+    epochs: Any = spec.fixed.get("train/epochs", TrialConfig().train.epochs)
+    for parameter in spec.space:
+        if parameter.key == "train/epochs" and isinstance(parameter, IntParameter):
+            epochs = parameter.high
+    return max(1, math.ceil(int(epochs) / spec.search.eval_every))
+
+
+def _check_trial_defaults(spec: ExperimentSpec) -> None:
+    """Build the trial config of the fixed values, so a bad fixed value fails before any trial."""
+    TrialConfig.from_flat({**spec.fixed, "objective/train_sizes": list(spec.objective.train_sizes)}, allow_inactive=True)
+
+
+def _apply_overrides(spec: ExperimentSpec, options: SearchOptions) -> ExperimentSpec:
+    search = spec.search
+    if options.n_trials is not None:
+        if options.n_trials < 1:
+            raise ConfigError(f"--trials must be a positive number, but got {options.n_trials}")
+        search = dataclasses.replace(search, n_trials=options.n_trials)
+    if options.max_concurrent is not None:
+        if options.max_concurrent < 1:
+            raise ConfigError(f"--max-concurrent must be a positive number, but got {options.max_concurrent}")
+        search = dataclasses.replace(search, max_concurrent=options.max_concurrent)
+    return dataclasses.replace(spec, search=search)
+
+
+def _load_dataset(spec: ExperimentSpec, workdir: Path) -> Dataset:
+    from circtune.data.default import load_default_dataset
+    from circtune.data.h5format import read_dataset
+
+    path = resolve_dataset_path(spec, working_folder=workdir)
+    if path is not None:
+        return read_dataset(path)
+    from circtune._progress import ProgressLine
+    from circtune.data.synthetic import GeneratorSettings
+
+    settings = GeneratorSettings.from_dict(dict(spec.dataset.generator))
+    return load_default_dataset(settings, progress=ProgressLine("generating the default dataset", "samples"))
+
+
+def _resume_folder(results: Path, resume: str) -> Path:
+    if resume == "latest":
+        candidates = sorted(results.glob("*/search.json"), key=lambda path: path.stat().st_mtime)
+        if not candidates:
+            raise ConfigError(f"--resume latest: no search found in {results}; start one without --resume")
+        return candidates[-1].parent
+    folder = results / resume
+    if not (folder / "search.json").exists() and not (folder / "search.json.bak").exists():
+        known = sorted(path.parent.name for path in results.glob("*/search.json"))
+        raise ConfigError(
+            f"--resume {resume}: no search with that id in {results}; known searches: {known or 'none'}"
+        )
+    return folder
+
+
+__all__ = ["RAY_TRIAL_ID_ATTR", "PreparedSearch", "SearchOptions", "check_ray_address", "prepare_search", "run_search"]
