@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 STUDY_FILE = "optuna.db"
 EXPERIMENT_FILE = "experiment.yaml"
 TUNE_FOLDER = "tune"
+# Where Tune writes trial checkpoints instead of the search folder: a URI or an
+# absolute path that every node of a multi-node cluster can write.
+TUNE_STORAGE_ENV = "CIRCTUNE_TUNE_STORAGE"
 INTERRUPTED_ATTR = "interrupted"
 METRICS: tuple[str, ...] = ("validation_loss", "validation_error_pct", "reconstruction")
 _ADDRESS_TIMEOUT_S = 5.0
@@ -114,6 +117,7 @@ def prepare_search(options: SearchOptions) -> PreparedSearch:
     _check_trial_defaults(spec)
 
     store.check_tracking_uri(tracking_uri)
+    _tune_storage_path(folder, search_id)
     address = options.address or os.environ.get("RAY_ADDRESS")
     if address:
         check_ray_address(address)
@@ -233,6 +237,8 @@ def _run_tuner(
     resources = {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(run_tune_trial, data=data, context=context), resources)
     attempt = len(list((prepared.folder / TUNE_FOLDER).glob("attempt-*")))
+    # Created here too, so attempts are counted when Tune writes to shared storage.
+    (prepared.folder / TUNE_FOLDER / f"attempt-{attempt + 1}").mkdir(parents=True, exist_ok=True)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -246,7 +252,7 @@ def _run_tuner(
         ),
         run_config=tune.RunConfig(
             name=f"attempt-{attempt + 1}",
-            storage_path=str((prepared.folder / TUNE_FOLDER).resolve()),
+            storage_path=_tune_storage_path(prepared.folder, prepared.search_id),
             failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[TrialRunCallback(data, context, metric=metrics[-1])],
@@ -291,6 +297,13 @@ def _start_new_search(prepared: PreparedSearch) -> SearchState:
         study_name=prepared.search_id,
         n_trials=spec.search.n_trials,
     )
+    study = optuna.create_study(
+        storage=f"sqlite:///{prepared.folder / STUDY_FILE}",
+        study_name=state.study_name,
+        directions=["minimize"] * len(spec.objective.metrics),
+    )
+    for point in spec.search.points_to_evaluate:
+        study.enqueue_trial(dict(point))
     write_state(prepared.folder, state)
     return state
 
@@ -327,6 +340,27 @@ def _init_ray(address: str | None) -> None:
         ray.init(address=address, log_to_driver=True)
     else:
         ray.init(include_dashboard=False, log_to_driver=True)
+
+
+def _tune_storage_path(folder: Path, search_id: str) -> str:
+    """Return ``$CIRCTUNE_TUNE_STORAGE/<search id>`` when the variable is set, else ``<folder>/tune``.
+
+    Ray Tune 2.60 fails a trial that reports a checkpoint from a node that
+    cannot reach the storage path, so a multi-node cluster needs a URI such
+    as ``s3://bucket/tune`` or a folder that every node mounts.
+
+    Raises:
+        ConfigError: If the variable is neither a URI nor an absolute path.
+    """
+    shared = os.environ.get(TUNE_STORAGE_ENV, "").strip()
+    if not shared:
+        return str((folder / TUNE_FOLDER).resolve())
+    if "://" not in shared and not shared.startswith("/"):
+        raise ConfigError(
+            f"{TUNE_STORAGE_ENV}={shared!r} is neither a URI nor an absolute path; "
+            "use for example s3://BUCKET/tune or /mnt/shared/tune, or unset it to keep results in the search folder"
+        )
+    return f"{shared.rstrip('/')}/{search_id}"
 
 
 def _max_concurrent(spec: ExperimentSpec) -> int:

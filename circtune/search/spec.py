@@ -188,6 +188,9 @@ class SearchSettings:
         n_startup_trials: Random trials before the model of tpe, gp or
             cmaes takes over; None for the sampler's default.
         population_size: NSGA-II generation size; None for the default.
+        points_to_evaluate: Configurations to try first, in order, each a
+            mapping of searched flat keys to values (for example a known
+            good configuration); the sampler takes over after them.
     """
 
     n_trials: int = 20
@@ -200,8 +203,12 @@ class SearchSettings:
     max_failures: int = 2
     n_startup_trials: int | None = None
     population_size: int | None = None
+    points_to_evaluate: tuple[Mapping[str, FixedValue], ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "points_to_evaluate", tuple(MappingProxyType(dict(point)) for point in self.points_to_evaluate)
+        )
         _check_minimum(self.n_trials, 1, "search.n_trials")
         if self.sampler not in SAMPLERS:
             raise ConfigError(
@@ -329,6 +336,7 @@ class ExperimentSpec:
         _check_fixed_values(self.fixed)
         _check_conditions(self.space, self.fixed)
         _check_metrics_fit_search(self.objective, self.search)
+        _check_points(self.space, self.search.points_to_evaluate)
         _check_seed(self.seed, "seed")
 
     @property
@@ -665,7 +673,17 @@ def _parse_search(data: object) -> SearchSettings:
         max_failures=fields.integer("max_failures", defaults.max_failures),
         n_startup_trials=fields.optional_integer("n_startup_trials"),
         population_size=fields.optional_integer("population_size"),
+        points_to_evaluate=tuple(
+            _parse_point(point, f"{fields.path('points_to_evaluate')}[{index}]")
+            for index, point in enumerate(fields.items("points_to_evaluate", []))
+        ),
     )
+
+
+def _parse_point(data: object, path: str) -> dict[str, FixedValue]:
+    if not isinstance(data, Mapping) or not all(isinstance(key, str) for key in data):
+        raise ConfigError(f"{path}: expected a mapping of parameter keys to values, but got {_show(data)}")
+    return {str(key): value for key, value in data.items()}  # type: ignore[misc]
 
 
 def _parse_resources(data: object) -> ResourceSettings:
@@ -839,6 +857,29 @@ def _check_condition_values(condition: Condition, parent: Parameter, path: str) 
                 f"{path}: {_show(value)} is not a possible value of {parent.key} ({parent.describe()}); "
                 "list only values it can take"
             )
+
+
+def _check_points(space: tuple[Parameter, ...], points: tuple[Mapping[str, FixedValue], ...]) -> None:
+    parameters = {parameter.key: parameter for parameter in space}
+    for index, point in enumerate(points):
+        path = f"search.points_to_evaluate[{index}]"
+        for key, value in point.items():
+            if key not in parameters:
+                raise ConfigError(
+                    f"{path}.{key}: not a searched parameter{_did_you_mean(key, parameters)}; "
+                    f"use keys of space: {', '.join(parameters)}"
+                )
+            if not parameters[key].contains(value):
+                raise ConfigError(f"{path}.{key}: value {_show(value)} is outside the parameter's range or choices")
+        suggested: dict[str, object] = {}
+        for parameter in space:
+            if parameter.is_active(suggested) and parameter.key in point:
+                suggested[parameter.key] = point[parameter.key]
+            elif parameter.is_active(suggested):
+                raise ConfigError(f"{path}: missing a value for {parameter.key}; give every active searched parameter")
+        extra = sorted(set(point) - set(suggested))
+        if extra:
+            raise ConfigError(f"{path}: {', '.join(extra)} are inactive under its other values; remove them")
 
 
 def _check_metrics_fit_search(objective: ObjectiveSettings, search: SearchSettings) -> None:

@@ -3,7 +3,8 @@
 Each trial reports to Tune after every validation score (one Tune
 iteration per score, which is the time unit ASHA sees), with a checkpoint of
 the whole trainer state, so a trial whose worker died resumes from its last
-score. Its MLflow child run gets the flat parameters, per-epoch metrics, the
+score. Its MLflow child run gets the flat parameters, tags that say where Ray
+placed it (node, GPU ids, reserved resources), per-epoch metrics, the
 failure reason when it fails, and its artifacts when it finishes. Trials
 that ASHA stops are finished by the driver (``callbacks.TrialRunCallback``),
 because Tune ends their thread without returning to this code.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,7 +26,7 @@ import torch
 from circtune.models.device import select_device
 from circtune.objective.config import TrialConfig
 from circtune.objective.data import TrialData, to_device
-from circtune.objective.run import run_trial
+from circtune.objective.run import TrialResult, run_trial
 from circtune.objective.score import TrialScore
 from circtune.objective.train import EpochMetrics
 from circtune.search.searcher import COMPLETE_KEY
@@ -36,6 +38,13 @@ logger = logging.getLogger(__name__)
 TRAINER_STATE_FILE = "trainer.pt"
 HISTORY_FILE = "history.json"
 EPOCH_METRICS = ("reconstruction", "kl", "downstream", "total", "samples_per_s")
+# Tags that record where Ray placed a trial, set on its child run at every start.
+TAG_NODE_ID = "circtune.node_id"
+TAG_NODE_IP = "circtune.node_ip"
+TAG_GPU_IDS = "circtune.gpu_ids"
+TAG_CUDA_VISIBLE_DEVICES = "circtune.cuda_visible_devices"
+TAG_RESOURCES = "circtune.resources"
+TAG_DEVICE = "circtune.device"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +101,7 @@ def score_metrics(score: TrialScore) -> dict[str, float]:
 
 def run_tune_trial(config: dict[str, Any], *, data: TrialData, context: TrialContext) -> None:
     """Train, score and record one trial; the function Ray Tune runs."""
+    import ray
     from ray import tune
 
     trial_config = trial_config_from_tune(config, context.fixed)
@@ -113,7 +123,10 @@ def run_tune_trial(config: dict[str, Any], *, data: TrialData, context: TrialCon
         f", resuming after epoch {resume_state['epoch']}" if resume_state else "",
     )  # fmt: skip
 
-    device = select_device()
+    # Ray 2.60 leaves CUDA_VISIBLE_DEVICES unset for a trial that reserved no
+    # GPU, so without this check such a trial would use a GPU of its node.
+    device = select_device() if ray.get_gpu_ids() else torch.device("cpu")
+    _log_placement(uri, run_id, device)
     tensors = to_device(data, device)
     pending: dict[str, Any] = {}
 
@@ -135,6 +148,7 @@ def run_tune_trial(config: dict[str, Any], *, data: TrialData, context: TrialCon
             return
         _report(result, pending.pop("state"), history)
 
+    outcome: TrialResult | None = None
     try:
         outcome = run_trial(
             trial_config,
@@ -157,9 +171,33 @@ def run_tune_trial(config: dict[str, Any], *, data: TrialData, context: TrialCon
         store.finish_run(uri, run_id, "FAILED", reason=reason)
         raise
     finally:
-        del tensors
+        # Every reference to GPU tensors must go first, or empty_cache keeps their blocks.
+        del tensors, outcome
+        pending.clear()
         if device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def placement_tags(device: torch.device) -> dict[str, str]:
+    """Return where Ray placed the calling trial: node, GPU ids, reserved resources and torch device."""
+    import ray
+
+    runtime = ray.get_runtime_context()
+    return {
+        TAG_NODE_ID: runtime.get_node_id(),
+        TAG_NODE_IP: ray.util.get_node_ip_address(),
+        TAG_GPU_IDS: ",".join(str(gpu_id) for gpu_id in ray.get_gpu_ids()),
+        TAG_CUDA_VISIBLE_DEVICES: os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
+        TAG_RESOURCES: json.dumps(runtime.get_assigned_resources(), sort_keys=True),
+        TAG_DEVICE: str(device),
+    }
+
+
+def _log_placement(uri: str, run_id: str, device: torch.device) -> None:
+    from mlflow.entities import RunTag
+
+    tags = [RunTag(key, value) for key, value in placement_tags(device).items()]
+    store.make_client(uri).log_batch(run_id, tags=tags)
 
 
 def _report(result: dict[str, Any], state: dict[str, Any], history: list[dict[str, float]]) -> None:

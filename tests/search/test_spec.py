@@ -82,6 +82,26 @@ space:
 
 # (case id, document, regex the message must contain: the key path and the problem)
 BAD_FILES = [
+    (
+        "point_unknown_key",
+        BASE + "search: {points_to_evaluate: [{model/depth: 1, model/width_1: 64, model/widht_2: 3}]}\n",
+        r"search\.points_to_evaluate\[0\]\.model/widht_2: not a searched parameter",
+    ),
+    (
+        "point_out_of_range",
+        BASE + "search: {points_to_evaluate: [{model/depth: 9, model/width_1: 64}]}\n",
+        r"search\.points_to_evaluate\[0\]\.model/depth: value 9 is outside",
+    ),
+    (
+        "point_missing_key",
+        BASE + "search: {points_to_evaluate: [{model/depth: 1}]}\n",
+        r"search\.points_to_evaluate\[0\]: missing a value for model/width_1",
+    ),
+    (
+        "point_not_mapping",
+        BASE + "search: {points_to_evaluate: [3]}\n",
+        r"search\.points_to_evaluate\[0\]: expected a mapping",
+    ),
     ("yaml_syntax", "space: [1, 2\nseed: 3\n", r"bad\.yaml:2:5: invalid YAML"),
     ("top_level_list", "- space\n- seed\n", r"top level: expected a mapping .*but got \['space', 'seed'\]"),
     ("empty_file", "# nothing\n", r"top level: the file is empty"),
