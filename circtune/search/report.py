@@ -1,7 +1,7 @@
 """The end of a search: best trial, test score, plots and the registered model.
 
 Everything here runs in the driver after the last trial. The best trial is
-chosen by validation score only; its model is then scored once on the test
+chosen by validation score only. Its model is then scored once on the test
 part, which nothing earlier in the search reads.
 """
 
@@ -37,7 +37,7 @@ BEST_CONFIG_FILE = "best_config.yaml"
 
 @dataclasses.dataclass(frozen=True)
 class SearchReport:
-    """What the command line prints at the end of a search.
+    """Summary of a finished search, printed by the command line.
 
     Attributes:
         search_id: The search.
