@@ -1,6 +1,6 @@
 """The search state file: what a resumed search needs to continue.
 
-Each search has a folder ``<results>/<search_id>/`` holding ``search.json``
+Each search has a folder ``<results>/<search_id>/`` containing ``search.json``
 (this state), ``experiment.yaml`` (the resolved experiment file),
 ``optuna.db`` (the Optuna study) and ``tune/`` (Ray Tune's results). The
 state is written atomically, and the previous good version is kept as
@@ -35,7 +35,7 @@ class SearchState:
         experiment_file: The experiment file the search started from.
         tracking_uri: MLflow tracking URI.
         experiment_id: MLflow experiment id.
-        parent_run_id: MLflow run that holds the search.
+        parent_run_id: MLflow parent run of the search.
         study_name: Optuna study name in ``optuna.db``.
         n_trials: Trials the search runs in total.
         status: ``running``, ``finished`` or ``failed``.
@@ -77,7 +77,7 @@ def read_state(folder: Path) -> SearchState:
     """Read the state of the search in ``folder``, falling back to the backup.
 
     Raises:
-        ConfigError: If the folder holds no readable state.
+        ConfigError: If the folder contains no readable state.
     """
     target = folder / STATE_FILE
     for candidate in (target, target.with_name(STATE_FILE + _BACKUP_SUFFIX)):
