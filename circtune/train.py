@@ -77,8 +77,8 @@ def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment YAML file.
 
     Raises:
-        ConfigError: If the file is missing, is not valid YAML, or holds an
-            unknown key or invalid value.
+        ConfigError: If the file is missing, is not valid YAML, or contains
+            an unknown key or invalid value.
     """
     source = Path(path)
     try:
@@ -100,7 +100,9 @@ def parse_experiment(document: object, *, source: str = "config") -> Experiment:
             the message names ``source`` and the key.
     """
     if not isinstance(document, Mapping):
-        raise ConfigError(f"{source}: the top level must be a mapping of keys to values, but got {type(document).__name__}")
+        raise ConfigError(
+            f"{source}: the top level must be a mapping of keys to values, but got {type(document).__name__}"
+        )
     dataset = document.get("dataset", DEFAULT_DATASET)
     if not isinstance(dataset, str) or not dataset:
         raise ConfigError(f"{source}: 'dataset' must be a file path or 'default', but got {dataset!r}")

@@ -8,6 +8,7 @@ from circtune.models.square_law import (
     SquareLawFit,
     current_scale,
     fit_square_law,
+    scale_free_loss,
     square_law_current,
     square_law_errors,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "embed",
     "fit_pca",
     "fit_square_law",
+    "scale_free_loss",
     "select_device",
     "square_law_current",
     "square_law_errors",

@@ -31,7 +31,5 @@ def select_device(name: str = "auto") -> torch.device:
     if not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} was requested but CUDA is not available here; use auto or cpu")
     if device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(
-            f"device {name!r} is not present; this machine has {torch.cuda.device_count()} CUDA devices"
-        )
+        raise ConfigError(f"device {name!r} is not present; this machine has {torch.cuda.device_count()} CUDA devices")
     return device

@@ -4,7 +4,7 @@ Shape legend: N samples, F head inputs, K PCA components, G Vgs points,
 D Vds points. Parameters are in log space as in
 ``circtune.models.square_law.PARAM_NAMES``.
 
-The head sees one of three representations of a device (``INPUT_KINDS``):
+The head takes one of three representations of a device (``INPUT_KINDS``):
 
     embedding  the VAE encoder mean, L values
     raw        the normalized ibias cube, B * G * D values
@@ -15,6 +15,7 @@ The head sees one of three representations of a device (``INPUT_KINDS``):
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
 
 import torch
@@ -31,6 +32,12 @@ DEFAULT_HIDDEN = 200
 # first predictions stay near the warm-start parameters but still depend on
 # the input.
 _WARM_START_WEIGHT_SCALE = 0.1
+# Half-widths, in log units, of the box around the warm start that bounds
+# predictions softly. Vt stays within a factor of 4 of the warm start, Kp
+# within 30, lambda within 10 and eta within 1.6. Inputs far outside the
+# training distribution then give wrong but physical parameters, not
+# currents of kiloamperes.
+LOG_PARAM_SPANS: tuple[float, ...] = (math.log(4.0), math.log(30.0), math.log(10.0), math.log(1.6))
 _MIN_INPUT_STD = 1e-6
 _EMBED_BATCH = 1024
 
@@ -40,7 +47,10 @@ class DownstreamHead(nn.Module):
 
     Inputs are standardized with the stored ``input_mean`` and
     ``input_std`` buffers (0 and 1 until ``set_standardization`` is called)
-    before the first layer.
+    before the first layer. The output layer's values ``raw`` become log
+    parameters ``center + span * tanh((raw - center) / span)``: equal to
+    ``raw`` near ``center`` (the warm start, 0 until ``warm_start`` is
+    called) and bounded by ``LOG_PARAM_SPANS`` far from it.
 
     Args:
         n_inputs: F, the size of one input.
@@ -49,6 +59,8 @@ class DownstreamHead(nn.Module):
 
     input_mean: Tensor
     input_std: Tensor
+    center: Tensor
+    spans: Tensor
 
     def __init__(self, n_inputs: int, *, hidden: int = DEFAULT_HIDDEN) -> None:
         super().__init__()
@@ -56,6 +68,8 @@ class DownstreamHead(nn.Module):
             raise ValueError(f"sizes must be positive, but got n_inputs={n_inputs}, hidden={hidden}")
         self.register_buffer("input_mean", torch.zeros(n_inputs))
         self.register_buffer("input_std", torch.ones(n_inputs))
+        self.register_buffer("center", torch.zeros(N_PARAMS))
+        self.register_buffer("spans", torch.tensor(LOG_PARAM_SPANS))
         self.hidden = nn.Linear(n_inputs, hidden)
         self.output = nn.Linear(hidden, N_PARAMS)
         self.activation = nn.ReLU()
@@ -63,7 +77,8 @@ class DownstreamHead(nn.Module):
     def forward(self, features: Tensor) -> Tensor:
         """Return ``(N, 4)`` log parameters for ``(N, F)`` inputs."""
         standardized = (features - self.input_mean) / self.input_std
-        return self.output(self.activation(self.hidden(standardized)))
+        raw = self.output(self.activation(self.hidden(standardized)))  # (N, 4)
+        return self.center + self.spans * torch.tanh((raw - self.center) / self.spans)
 
     def predict_current(self, features: Tensor, vgs: Tensor, vds: Tensor) -> Tensor:
         """Return the ``(N, G, D)`` predicted |I| in amperes on each device's grid.
@@ -77,8 +92,9 @@ class DownstreamHead(nn.Module):
 
     @torch.no_grad()
     def warm_start(self, log_params: Tensor) -> None:
-        """Set the output bias to ``(4,)`` log parameters and shrink the output weights."""
+        """Set the output bias and the bounding box's center to ``(4,)`` log parameters; shrink the output weights."""
         self.output.bias.copy_(log_params.to(self.output.bias))
+        self.center.copy_(log_params.to(self.center))
         self.output.weight.mul_(_WARM_START_WEIGHT_SCALE)
 
     @torch.no_grad()

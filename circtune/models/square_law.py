@@ -29,9 +29,9 @@ from torch import Tensor
 PARAM_NAMES: tuple[str, ...] = ("log_vt", "log_kp", "log_lambda", "log_eta")
 N_PARAMS = len(PARAM_NAMES)
 
-# exp() of the log-current is capped here so that values, squared errors and
+# exp() of the log-current is capped here, so values, squared errors and
 # gradients stay finite in float32 and bfloat16 whatever parameters a network
-# predicts; no transistor in these tables conducts this much.
+# predicts. No transistor in these tables conducts this much.
 MAX_CURRENT_A = 1e3
 # Floor of a device's current scale, so a device that never conducts has a
 # finite scale-free loss.
@@ -94,6 +94,11 @@ def square_law_current(log_params: Tensor, vgs: Tensor, vds: Tensor) -> Tensor:
     Returns:
         ``(N, G, D)`` drain-current magnitude in amperes, at most
         ``MAX_CURRENT_A``.
+
+    Note:
+        For eta other than 2 the saturation and triode expressions differ at
+        ``|Vds| = Vov``, so the current jumps there. A fit can then stop next
+        to such a jump instead of at the true parameters.
     """
     log_vt, log_kp, log_lambda, log_eta = (column[:, None, None] for column in log_params.unbind(dim=-1))  # (N, 1, 1)
     vov = vgs[:, :, None] - torch.exp(log_vt)  # (N, G, 1)
@@ -123,6 +128,26 @@ def current_scale(current: Tensor) -> Tensor:
     return current.abs().amax(dim=(1, 2)).clamp(min=MIN_CURRENT_SCALE_A)
 
 
+def scale_free_loss(predicted: Tensor, measured: Tensor, *, scale: Tensor | None = None) -> Tensor:
+    """Return each device's mean squared error over the grid divided by its squared current scale.
+
+    Computed in float32 or wider whatever the input dtype.
+
+    Args:
+        predicted: ``(N, G, D)`` predicted current in amperes.
+        measured: ``(N, G, D)`` measured current in amperes.
+        scale: ``(N,)`` current scales, ``current_scale(measured)`` if None;
+            pass them to skip recomputing them in a training loop.
+
+    Returns:
+        ``(N,)`` unitless loss.
+    """
+    dtype = torch.promote_types(torch.promote_types(predicted.dtype, measured.dtype), torch.float32)
+    measured = measured.to(dtype)
+    device_scale = current_scale(measured) if scale is None else scale.to(dtype)
+    return ((predicted.to(dtype) - measured) / device_scale[:, None, None]).square().mean(dim=(1, 2))
+
+
 def square_law_errors(predicted: Tensor, measured: Tensor) -> SquareLawErrors:
     """Compute the scale-free loss and the relative error of each device.
 
@@ -136,13 +161,10 @@ def square_law_errors(predicted: Tensor, measured: Tensor) -> SquareLawErrors:
         Per-device loss and relative error in percent.
     """
     dtype = torch.promote_types(torch.promote_types(predicted.dtype, measured.dtype), torch.float32)
-    predicted = predicted.to(dtype)
     measured = measured.to(dtype)
-    scale = current_scale(measured)[:, None, None]  # (N, 1, 1)
-    error = predicted - measured  # (N, G, D)
-
-    loss = (error / scale).square().mean(dim=(1, 2))
-    rms_measured = (measured / scale).square().mean(dim=(1, 2)).sqrt().clamp(min=_MIN_RELATIVE_RMS)
+    scale = current_scale(measured)  # (N,)
+    loss = scale_free_loss(predicted, measured, scale=scale)
+    rms_measured = (measured / scale[:, None, None]).square().mean(dim=(1, 2)).sqrt().clamp(min=_MIN_RELATIVE_RMS)
     return SquareLawErrors(loss=loss, relative_error_pct=100.0 * loss.sqrt() / rms_measured)
 
 
@@ -150,9 +172,10 @@ def fit_square_law(current: Tensor, vgs: Tensor, vds: Tensor, *, iterations: int
     """Fit the Square Law to each device's own current by least squares.
 
     Every device is fitted independently, all at once, in float64 on the
-    device of ``current``. A coarse grid over Vt and eta, with Kp and lambda
-    solved in closed form at each grid point, gives the start; batched
-    Levenberg-Marquardt steps in log space then minimise the scale-free loss.
+    device of ``current``. The start is the best point of a coarse grid over
+    Vt and eta, with Kp and lambda solved in closed form at each point.
+    Batched Levenberg-Marquardt steps in log space then minimise the
+    scale-free loss.
 
     Args:
         current: ``(N, G, D)`` measured |I| in amperes.
@@ -198,8 +221,13 @@ def _grid_start(current: Tensor, vgs: Tensor, vds: Tensor) -> Tensor:
     vds_grid = vds[:, None, None, :]  # (N, 1, 1, D)
     vov = vgs[:, None, :, None] - vt[:, :, None, None]  # (N, V, G, 1)
 
+    # a device that never conducts keeps this start: Vt at the top of its sweep, no current
     best_loss = torch.full((n_devices,), math.inf, dtype=current.dtype, device=current.device)
-    best = torch.zeros(n_devices, N_PARAMS, dtype=current.dtype, device=current.device)
+    best = torch.stack(
+        [vt[:, -1].log(), torch.full_like(vt[:, -1], math.log(MIN_CURRENT_SCALE_A)),
+         torch.full_like(vt[:, -1], math.log(_FIT_MIN_LAMBDA_PER_V)), torch.full_like(vt[:, -1], math.log(2.0))],
+        dim=-1,
+    )  # fmt: skip
     for eta in _FIT_ETAS.tolist():
         # I = kp * shape + (kp * lambda) * shape * |Vds|: linear in (kp, kp * lambda)
         shape = _plain_shape(vov, vds_grid, eta) / scale  # (N, V, G, D)

@@ -166,7 +166,8 @@ class TrialConfig:
         _check_widths(values, depth, allow_inactive=allow_inactive)
 
         widths = tuple(
-            _as_int(f"model/width_{i}", values.get(f"model/width_{i}", DEFAULT_WIDTHS[i - 1])) for i in range(1, depth + 1)
+            _as_int(f"model/width_{i}", values.get(f"model/width_{i}", DEFAULT_WIDTHS[i - 1]))
+            for i in range(1, depth + 1)
         )
         model = ModelConfig(widths=widths, **_section(values, "model", ("latent_dim", "activation", "dropout")))
         return cls(

@@ -3,7 +3,7 @@
 Shape legend: N samples, P quantities, B Vbs points, G Vgs points, D Vds
 points, F = P * B * G * D input features.
 
-``TrialData`` holds NumPy arrays only, so a search can put one copy in Ray's
+``TrialData`` contains NumPy arrays only, so a search can put one copy in Ray's
 object store per node; ``to_device`` turns it into torch tensors on one
 device. Nothing in it is computed from held-out samples except the oracle
 floor of the validation part, which only scores and never trains.

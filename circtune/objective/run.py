@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import os
+import pickle
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -162,7 +163,9 @@ def load_model(directory: str | os.PathLike[str], *, device: torch.device | None
     """Read a folder written by ``save_model``.
 
     Raises:
-        DataError: If a file is missing or unreadable.
+        DataError: If a file is missing, unreadable or inconsistent with the
+            others.
+        ConfigError: If the saved config is invalid.
     """
     folder = Path(directory)
     try:
@@ -172,20 +175,22 @@ def load_model(directory: str | os.PathLike[str], *, device: torch.device | None
             normalizer = Normalizer(
                 quantities=tuple(str(name) for name in arrays["quantities"]), mean=arrays["mean"], std=arrays["std"]
             )
-    except (OSError, ValueError, KeyError) as error:
-        raise DataError(f"{folder} is not a saved circtune model ({error}); save one with python -m circtune.train") from error
-    config = TrialConfig.from_flat(description["config"])
-    model = config.model
-    vae = VAE(
-        int(description["n_features"]),
-        widths=model.widths,
-        latent_dim=model.latent_dim,
-        activation=model.activation,
-        dropout=model.dropout,
-    )
-    head = DownstreamHead(model.latent_dim, hidden=config.downstream.hidden)
-    vae.load_state_dict(weights["vae"])
-    head.load_state_dict(weights["head"])
+        config = TrialConfig.from_flat(description["config"])
+        vae = VAE(
+            int(description["n_features"]),
+            widths=config.model.widths,
+            latent_dim=config.model.latent_dim,
+            activation=config.model.activation,
+            dropout=config.model.dropout,
+        )
+        head = DownstreamHead(config.model.latent_dim, hidden=config.downstream.hidden)
+        vae.load_state_dict(weights["vae"])
+        head.load_state_dict(weights["head"])
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, pickle.UnpicklingError) as error:
+        raise DataError(
+            f"{folder} is not a readable saved circtune model ({type(error).__name__}: {' '.join(str(error).split())}); "
+            "save one with python -m circtune.train --out"
+        ) from error
     if device is not None:
         vae.to(device)
         head.to(device)

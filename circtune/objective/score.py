@@ -3,11 +3,11 @@
 Shape legend: N samples, F features of a representation, G Vgs points, D Vds
 points.
 
-A score freezes the representation, fits a fresh downstream head on ``n``
-labelled training devices for each size in ``objective/train_sizes``, and
-measures the head's predictions on a held-out part: the scale-free loss and
-the relative error in percent, each a mean over devices, next to the oracle
-floor of that part. Trials are scored on the validation part; the test part
+A score freezes the representation and fits a fresh downstream head on
+``n`` labelled training devices for each size in ``objective/train_sizes``.
+It measures the head's predictions on a held-out part by the scale-free
+loss and the relative error in percent, each a mean over devices, and
+reports the oracle floor of that part beside them. Trials are scored on the validation part; the test part
 is read only through ``evaluate_test`` or an explicit ``part="test"``.
 """
 
@@ -23,7 +23,7 @@ from torch import Tensor
 
 from circtune.data.split import labelled_subset
 from circtune.models.downstream import DownstreamHead, InputKind, embed, fit_pca
-from circtune.models.square_law import square_law_errors
+from circtune.models.square_law import current_scale, scale_free_loss, square_law_errors
 from circtune.models.vae import VAE
 from circtune.objective.config import DownstreamConfig, TrialConfig
 from circtune.objective.data import OracleFloor, Part, TensorData, oracle_floor
@@ -104,9 +104,9 @@ def score_features(
 ) -> tuple[SizeScore, ...]:
     """Fit a fresh head per size on labelled training devices and score it on ``part``.
 
-    Features are computed for the training samples (all of them set the
-    head's input standardization; ``size`` of them are labelled) and for the
-    samples of ``part``, never for other samples.
+    Features are computed for the training samples and for the samples of
+    ``part``, never for other samples. All training samples set the head's
+    input standardization, and ``size`` of them are labelled.
 
     Args:
         features_of: The representation, as a function of sample indices.
@@ -148,8 +148,9 @@ def score_features(
             predicted = head.predict_current(scored_features, data.vgs[scored], data.vds[scored])
             errors = square_law_errors(predicted, data.current[scored])
         score = SizeScore(size, float(errors.loss.mean()), float(errors.relative_error_pct.mean()))
-        if not math.isfinite(score.loss):
-            raise NonFiniteLossError(f"{part} Square Law", epoch=epoch or 0, value=score.loss)
+        for value in (score.loss, score.relative_error_pct):
+            if not math.isfinite(value):
+                raise NonFiniteLossError(f"{part} Square Law", epoch=epoch, value=value)
         scores.append(score)
     return tuple(scores)
 
@@ -192,22 +193,25 @@ def fit_head(
     head.to(features.device)
     head.set_standardization(standardize_with.detach())
     head.warm_start(warm_start)
-    optimizer = torch.optim.Adam(head.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(head.parameters(), lr=config.lr, fused=features.device.type in ("cpu", "cuda"))
     features = features.detach()
+    scale = current_scale(current)
 
     loss = torch.zeros((), device=features.device)
     for _ in range(config.epochs):
-        loss = square_law_errors(head.predict_current(features, vgs, vds), current).loss.mean()
+        loss = scale_free_loss(head.predict_current(features, vgs, vds), current, scale=scale).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
     final = float(loss.detach())
     if not math.isfinite(final):
-        raise NonFiniteLossError("downstream head training", epoch=epoch or 0, value=final)
+        raise NonFiniteLossError("downstream head training", epoch=epoch, value=final)
     return head.eval()
 
 
-def representation(kind: InputKind, data: TensorData, *, vae: VAE | None = None, n_components: int = 0) -> FeatureFunction:
+def representation(
+    kind: InputKind, data: TensorData, *, vae: VAE | None = None, n_components: int = 0
+) -> FeatureFunction:
     """Return the feature function of one input kind.
 
     Args:

@@ -24,13 +24,14 @@ from torch import Tensor
 
 from circtune.errors import ConfigError
 from circtune.models.downstream import DownstreamHead
-from circtune.models.square_law import square_law_errors
+from circtune.models.square_law import scale_free_loss
 from circtune.models.vae import VAE, vae_loss
 from circtune.objective.config import TrialConfig
 from circtune.objective.data import TensorData
 
 _SEED_MODULUS = 2**63 - 1
 _LOSS_NAMES = ("reconstruction", "kl", "downstream", "total")
+_FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -39,13 +40,15 @@ class NonFiniteLossError(RuntimeError):
     Attributes:
         loss_name: Which loss, e.g. ``"reconstruction"`` or
             ``"validation Square Law"``.
-        epoch: The epoch at which it was seen (1 is the first).
+        epoch: The epoch at which it was seen (1 is the first), or None
+            when it was seen after training.
         value: The non-finite value.
     """
 
-    def __init__(self, loss_name: str, *, epoch: int, value: float) -> None:
+    def __init__(self, loss_name: str, *, epoch: int | None, value: float) -> None:
+        when = f"at epoch {epoch}" if epoch is not None else "after training"
         super().__init__(
-            f"the {loss_name} loss is {value} at epoch {epoch}; the trial diverged, so lower train/lr or "
+            f"the {loss_name} loss is {value} {when}; the trial diverged, so lower train/lr or "
             "downstream/lr, or check the inputs for NaN"
         )
         self.loss_name = loss_name
@@ -80,11 +83,11 @@ class EpochMetrics(NamedTuple):
 class JointTrainer:
     """Train a VAE and a downstream head together on the training part.
 
-    Batches are drawn by indexing tensors that already sit on the device.
-    All randomness comes from the config's seed: weights are initialised
-    under it, and two generators owned by the trainer draw batch orders (on
-    the CPU) and latent noise and dropout masks (on the device), so one seed
-    gives identical results on the CPU.
+    Batches are drawn by indexing tensors that are already on the device.
+    All randomness comes from the config's seed. Weights are initialised
+    under it, and two generators owned by the trainer draw the batch order
+    (on the CPU) and the latent noise and dropout masks (on the device). One
+    seed therefore gives identical results on the CPU.
 
     Args:
         config: Trial hyperparameters.
@@ -118,8 +121,11 @@ class JointTrainer:
         self.head.warm_start(data.warm_start.cpu())
         self.vae.to(self.device)
         self.head.to(self.device)
+        # the fused kernel is several times faster than the default per-tensor loop, on CPU as on CUDA
         self.optimizer = torch.optim.AdamW(
-            _parameter_groups(self.vae, self.head, config.train.weight_decay), lr=config.train.lr
+            _parameter_groups(self.vae, self.head, config.train.weight_decay),
+            lr=config.train.lr,
+            fused=self.device.type in _FUSED_OPTIMIZER_DEVICES,
         )
         self._batch_generator = torch.Generator().manual_seed(config.seed)
         self._noise_generator = torch.Generator(device=self.device).manual_seed((config.seed + 1) % _SEED_MODULUS)
@@ -195,7 +201,7 @@ class JointTrainer:
             vae_terms = vae_loss(output, x, beta=self.config.loss.beta)
             head_input = output.mu if gamma > 0 else output.mu.detach()  # (n, L)
             predicted = self.head.predict_current(head_input, data.vgs[batch], data.vds[batch])  # (n, G, D)
-        downstream = square_law_errors(predicted, data.current[batch]).loss.mean()
+        downstream = scale_free_loss(predicted, data.current[batch]).mean()
 
         # with gamma = 0 the head still learns, from a loss that cannot reach the encoder; Adam makes
         # the head's step size independent of the weight the loss carries
@@ -220,4 +226,3 @@ def _parameter_groups(vae: VAE, head: DownstreamHead, weight_decay: float) -> li
         {"params": [p for p in parameters if p.ndim >= 2], "weight_decay": weight_decay},
         {"params": [p for p in parameters if p.ndim < 2], "weight_decay": 0.0},
     ]
-

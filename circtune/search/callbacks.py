@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 TAG_TRIAL_STATE = "circtune.trial_state"
 
 
-class TrialRunCallback(tune.Callback):  # type: ignore[misc]
+class TrialRunCallback(tune.Callback):
     """Ends the MLflow run of every trial that ended outside its trainable."""
 
     def __init__(self, data: TrialData, context: TrialContext, *, metric: str) -> None:

@@ -44,8 +44,8 @@ logger = logging.getLogger(__name__)
 STUDY_FILE = "optuna.db"
 EXPERIMENT_FILE = "experiment.yaml"
 TUNE_FOLDER = "tune"
-# Where Tune writes trial checkpoints instead of the search folder: a URI or an
-# absolute path that every node of a multi-node cluster can write.
+# Environment variable that names the storage for Tune's trial checkpoints in
+# place of the search folder: a URI, or an absolute path that every node can write.
 TUNE_STORAGE_ENV = "CIRCTUNE_TUNE_STORAGE"
 INTERRUPTED_ATTR = "interrupted"
 METRICS: tuple[str, ...] = ("validation_loss", "validation_error_pct", "reconstruction")
@@ -144,11 +144,13 @@ def run_search(prepared: PreparedSearch) -> SearchReport:
         The report that the command line prints.
     """
     import ray
-    from ray import tune
 
     spec = prepared.spec
     data = prepare_trial_data(prepared.dataset, prepared.split)
     state = prepared.state or _start_new_search(prepared)
+    if state.n_trials != spec.search.n_trials:  # --trials on a resumed search
+        state = dataclasses.replace(state, n_trials=spec.search.n_trials)
+        write_state(prepared.folder, state)
     storage = optuna.storages.RDBStorage(f"sqlite:///{prepared.folder / STUDY_FILE}")
     n_finished = _recover_interrupted(storage, state, prepared.tracking_uri)
     remaining = state.n_trials - n_finished

@@ -29,7 +29,7 @@ RAY_TRIAL_ID_ATTR = "ray_trial_id"
 FAIL_REASON_ATTR = "fail_reason"
 
 
-class StateCorrectOptunaSearch(OptunaSearch):  # type: ignore[misc]
+class StateCorrectOptunaSearch(OptunaSearch):
     """``OptunaSearch`` that records pruned, failed and NaN trials truthfully."""
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
@@ -37,7 +37,7 @@ class StateCorrectOptunaSearch(OptunaSearch):  # type: ignore[misc]
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is not None and RAY_TRIAL_ID_ATTR not in ot_trial.user_attrs:
             ot_trial.set_user_attr(RAY_TRIAL_ID_ATTR, trial_id)
-        return config  # type: ignore[no-any-return]
+        return config
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         if isinstance(self.metric, list):
@@ -54,17 +54,20 @@ class StateCorrectOptunaSearch(OptunaSearch):  # type: ignore[misc]
         state, values, reason = classify_trial_end(self.metric, result, error)
         if reason:
             ot_trial.set_user_attr(FAIL_REASON_ATTR, reason)
+        study = self.study
         if state == optuna.trial.TrialState.COMPLETE:
-            self._ot_study.tell(ot_trial, values)
+            study.tell(ot_trial, values)
         else:
-            self._ot_study.tell(ot_trial, state=state)
+            study.tell(ot_trial, state=state)
         logger.info("Optuna trial %d (Ray trial %s) ended %s", ot_trial.number, trial_id, state.name)
         self._completed_trials.add(trial_id)
 
     @property
     def study(self) -> optuna.Study:
         """The Optuna study behind this searcher."""
-        return self._ot_study
+        study = self._ot_study
+        assert study is not None, "the study is created with the search space"
+        return study
 
 
 def classify_trial_end(

@@ -683,7 +683,7 @@ def _parse_search(data: object) -> SearchSettings:
 def _parse_point(data: object, path: str) -> dict[str, FixedValue]:
     if not isinstance(data, Mapping) or not all(isinstance(key, str) for key in data):
         raise ConfigError(f"{path}: expected a mapping of parameter keys to values, but got {_show(data)}")
-    return {str(key): value for key, value in data.items()}  # type: ignore[misc]
+    return {str(key): value for key, value in data.items()}
 
 
 def _parse_resources(data: object) -> ResourceSettings:

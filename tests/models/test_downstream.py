@@ -34,7 +34,9 @@ def test_downstream_prediction_changes_with_input() -> None:
     second = head(torch.ones(1, 6))
     assert not torch.allclose(first, second)
     vgs = torch.linspace(0.0, 1.8, 5)[None]
-    assert not torch.allclose(head.predict_current(torch.zeros(1, 6), vgs, vgs), head.predict_current(torch.ones(1, 6), vgs, vgs))
+    assert not torch.allclose(
+        head.predict_current(torch.zeros(1, 6), vgs, vgs), head.predict_current(torch.ones(1, 6), vgs, vgs)
+    )
 
 
 def test_downstream_head_warm_start_sets_bias() -> None:
@@ -60,7 +62,7 @@ def test_downstream_head_standardizes_inputs() -> None:
 
 
 def test_downstream_head_trained_recovers_params() -> None:
-    # two device types told apart by the input; the head must learn each one's parameters
+    # the input distinguishes two device types, and the head must learn the parameters of each
     targets = torch.tensor(
         [[math.log(0.4), math.log(3e-4), math.log(0.1), math.log(2.0)],
          [math.log(0.6), math.log(1e-4), math.log(0.05), math.log(1.8)]]
@@ -97,7 +99,9 @@ def test_fit_pca_components_orthonormal() -> None:
 def test_fit_pca_finds_dominant_direction() -> None:
     generator = torch.Generator().manual_seed(0)
     direction = torch.tensor([3.0, 4.0, 0.0]) / 5.0
-    features = torch.randn(200, 1, generator=generator) * 10 * direction + 0.01 * torch.randn(200, 3, generator=generator)
+    features = torch.randn(200, 1, generator=generator) * 10 * direction + 0.01 * torch.randn(
+        200, 3, generator=generator
+    )
     pca = fit_pca(features, 1)
     assert float((pca.components[0] - direction).abs().max()) < 1e-2
 

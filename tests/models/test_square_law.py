@@ -8,6 +8,7 @@ from circtune.models.square_law import (
     MAX_CURRENT_A,
     current_scale,
     fit_square_law,
+    scale_free_loss,
     square_law_current,
     square_law_errors,
 )
@@ -72,15 +73,24 @@ def test_square_law_current_capped_for_extreme_params() -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_square_law_gradient_finite_at_cutoff_and_saturation_edge(dtype: torch.dtype) -> None:
+def test_square_law_gradient_finite_at_edges(dtype: torch.dtype) -> None:
     # Vt sweeps across the grid point Vgs = 0.5 V, so Vov = 0 and |Vds| = Vov both occur
     vt = torch.linspace(0.49, 0.51, 41, dtype=torch.float64)
     vt = torch.cat([vt, torch.tensor([0.5, 0.25, 1.0], dtype=torch.float64)])
     n_devices = len(vt)
-    log_params = torch.stack(
-        [vt.log(), torch.full_like(vt, math.log(2e-4)), torch.full_like(vt, math.log(0.1)), torch.full_like(vt, math.log(2.0))],
-        dim=-1,
-    ).to(dtype).requires_grad_()
+    log_params = (
+        torch.stack(
+            [
+                vt.log(),
+                torch.full_like(vt, math.log(2e-4)),
+                torch.full_like(vt, math.log(0.1)),
+                torch.full_like(vt, math.log(2.0)),
+            ],
+            dim=-1,
+        )
+        .to(dtype)
+        .requires_grad_()
+    )
     grid = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=dtype).expand(n_devices, -1)
     grid = grid.clone().requires_grad_()
 
@@ -97,7 +107,8 @@ def test_square_law_gradient_finite_at_cutoff_and_saturation_edge(dtype: torch.d
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_square_law_gradient_finite_for_extreme_params(dtype: torch.dtype) -> None:
     log_params = torch.tensor(
-        [[-20.0, -60.0, -30.0, -5.0], [3.0, 30.0, 8.0, 3.0], [0.0, 0.0, 0.0, 0.0], [-0.7, -8.0, -2.0, 0.69]], dtype=dtype
+        [[-20.0, -60.0, -30.0, -5.0], [3.0, 30.0, 8.0, 3.0], [0.0, 0.0, 0.0, 0.0], [-0.7, -8.0, -2.0, 0.69]],
+        dtype=dtype,
     ).requires_grad_()
     grid = torch.linspace(0.0, 5.0, 6, dtype=dtype).expand(4, -1)
     measured = torch.rand(4, 6, 6, dtype=dtype) * 1e-4
@@ -163,3 +174,16 @@ def test_fit_square_law_float32_inputs() -> None:
     fit = fit_square_law(current, vgs, vgs)
     assert fit.log_params.dtype == torch.float64
     assert float(fit.errors.relative_error_pct[0]) < 0.1
+
+
+def test_scale_free_loss_matches_errors() -> None:
+    measured = torch.rand(3, 4, 5) * 1e-4
+    predicted = measured * 1.2
+    expected = square_law_errors(predicted, measured).loss
+    torch.testing.assert_close(scale_free_loss(predicted, measured), expected)
+    torch.testing.assert_close(scale_free_loss(predicted, measured, scale=current_scale(measured)), expected)
+
+
+def test_scale_free_loss_bfloat16_computed_in_float32() -> None:
+    measured = torch.rand(2, 3, 3).to(torch.bfloat16)
+    assert scale_free_loss(measured * 1.1, measured).dtype == torch.float32

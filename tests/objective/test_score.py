@@ -65,7 +65,7 @@ def test_score_validation_never_reads_test(
 def test_evaluate_test_reads_test(tiny_trial_data: TrialData, make_config: ConfigFactory, poison: Poison) -> None:
     config = make_config()
     trainer, poisoned = _trained(poison(tiny_trial_data, "test"), config)
-    with pytest.raises(NonFiniteLossError, match="test Square Law"):
+    with pytest.raises(NonFiniteLossError, match="test Square Law loss is nan after training"):
         evaluate_test(trainer.vae, poisoned, config)
 
 
@@ -89,7 +89,7 @@ def test_score_non_finite_validation_raises(
 
 def test_score_diverging_head_raises(tiny_trial_data: TrialData, make_config: ConfigFactory) -> None:
     config = make_config()
-    trainer, tensors = _trained(tiny_trial_data, config)
+    trainer, _ = _trained(tiny_trial_data, config)
     current = tiny_trial_data.current.copy()
     current[tiny_trial_data.train] = np.inf
     broken = to_device(dataclasses.replace(tiny_trial_data, current=current), _CPU)
@@ -121,9 +121,7 @@ def test_score_size_above_training_devices_raises(tiny_trial_data: TrialData, ma
 
 
 @pytest.mark.parametrize(("kind", "width"), [("embedding", 4), ("raw", 3 * 6 * 6), ("pca", 4)])
-def test_representation_shapes(
-    tiny_trial_data: TrialData, make_config: ConfigFactory, kind: str, width: int
-) -> None:
+def test_representation_shapes(tiny_trial_data: TrialData, make_config: ConfigFactory, kind: str, width: int) -> None:
     trainer, tensors = _trained(tiny_trial_data, make_config())
     features_of = representation(kind, tensors, vae=trainer.vae, n_components=4)  # type: ignore[arg-type]
     assert features_of(tensors.indices["validation"]).shape == (len(tiny_trial_data.validation), width)
@@ -161,6 +159,7 @@ def test_prepare_warm_start_near_training_devices(tiny_trial_data: TrialData) ->
     vt, kp, lam, eta = np.exp(tiny_trial_data.warm_start)
     assert 0.3 < vt < 0.6
     assert 5e-5 < kp < 5e-4
+    assert 0.05 < lam < 0.15
     assert eta == pytest.approx(2.0, rel=0.1)
 
 

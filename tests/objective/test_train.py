@@ -93,7 +93,9 @@ def test_train_gamma_positive_head_shapes_encoder(tiny_trial_data: TrialData, ma
     assert not torch.equal(encoder_a, encoder_b)
 
 
-def test_train_state_dict_resumes_identically(tiny_trial_data: TrialData, make_trainer: TrainerFactory, tmp_path: Path) -> None:
+def test_train_state_dict_resumes_identically(
+    tiny_trial_data: TrialData, make_trainer: TrainerFactory, tmp_path: Path
+) -> None:
     updates = {"model/dropout": 0.2, "loss/gamma": 1.0}
     straight = make_trainer(tiny_trial_data, **updates)
     _train(straight, 2)

@@ -26,8 +26,11 @@ _PROGRESS_INTERVAL_S = 1.0
 
 def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the flags of the ``simulate`` command to ``parser``."""
+    defaults = SimulationSettings()
+
+    # what to simulate
     parser.add_argument("output", type=Path, help="HDF5 dataset file to write")
-    parser.add_argument("--pdk", choices=sorted(PDKS), default="sky130", help="PDK package (default: sky130)")
+    parser.add_argument("--pdk", choices=sorted(PDKS), default=defaults.pdk, help="PDK package (default: sky130)")
     parser.add_argument(
         "--devices",
         nargs="+",
@@ -38,7 +41,7 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--corners",
         nargs="+",
-        default=["tt"],
+        default=list(defaults.corners),
         metavar="CORNER",
         help="process corners from tt ff ss fs sf (default: tt)",
     )
@@ -46,10 +49,12 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         "--temperatures-c",
         nargs="+",
         type=float,
-        default=[27.0],
+        default=list(defaults.temperatures_c),
         metavar="T",
         help="temperatures in degrees Celsius (default: 27)",
     )
+
+    # geometry
     parser.add_argument(
         "--lengths-um",
         nargs="+",
@@ -67,11 +72,20 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--widths-um", nargs="+", type=float, default=[1.0], metavar="W", help="channel widths in um (default: 1)"
     )
+
+    # mismatch and grid
     parser.add_argument(
-        "--draws", type=int, default=1, help="mismatch draws per geometry; draw 0 is nominal (default: 1)"
+        "--draws",
+        type=int,
+        default=defaults.n_mismatch_draws,
+        help="mismatch draws per geometry; draw 0 is nominal (default: 1)",
     )
-    parser.add_argument("--avt-mv-um", type=float, default=4.5, help="Pelgrom A_VT in mV um (default: 4.5)")
-    parser.add_argument("--abeta-pct-um", type=float, default=1.0, help="Pelgrom A_beta in %% um (default: 1.0)")
+    parser.add_argument(
+        "--avt-mv-um", type=float, default=defaults.avt_mv_um, help="Pelgrom A_VT in mV um (default: 4.5)"
+    )
+    parser.add_argument(
+        "--abeta-pct-um", type=float, default=defaults.abeta_pct_um, help="Pelgrom A_beta in %% um (default: 1.0)"
+    )
     parser.add_argument(
         "--grid",
         nargs=3,
@@ -80,18 +94,20 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("B", "G", "D"),
         help=f"points of the Vbs, Vgs and Vds axes (default: {DEFAULT_GRID_POINTS} each)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the mismatch draws (default: 0)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the mismatch draws (default: 0)")
+
+    # execution
     parser.add_argument("--workers", type=int, default=0, help="parallel ngspice processes; 0 uses every core")
     parser.add_argument(
         "--instances-per-run",
         type=int,
-        default=16,
-        help="most instances simulated by one ngspice process (default: 16)",
+        default=defaults.instances_per_run,
+        help="maximum number of instances that one ngspice process simulates (default: 16)",
     )
     parser.add_argument(
         "--timeout-s",
         type=float,
-        default=600.0,
+        default=defaults.timeout_s,
         help="wall-clock limit of one ngspice process in seconds (default: 600)",
     )
     parser.add_argument(

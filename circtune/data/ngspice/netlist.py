@@ -1,6 +1,6 @@
 """Build ngspice netlists that characterize a batch of transistor instances.
 
-A netlist holds K instances of one catalogue device in parallel between
+A netlist contains K instances of one catalogue device in parallel between
 shared ideal sources ``vd``, ``vg``, ``vs`` (0 V) and ``vb``, so every
 instance sees the same bias and the instances stay independent. Each
 instance has 0 V sources in series with its drain, gate and source
@@ -37,6 +37,9 @@ from circtune.errors import ConfigError
 
 AC_FREQUENCY_HZ = 1.0e6
 MODELS_LINK = "pdk"
+# File in the run folder with the model statements a run needs (see
+# pdk.select_model_cards); netlists include it in place of the corner library.
+MODEL_CARDS_FILE = "models.spice"
 # Operating-point values saved per instance in the DC pass, in file order.
 # "i_drain" is the current of the drain ammeter, the rest are BSIM4 names.
 DC_VALUES: tuple[str, ...] = (
@@ -146,28 +149,28 @@ class Netlist:
     ac_columns: int
 
 
-def format_number(value: object, what: str) -> str:
+def format_number(value: object, field: str) -> str:
     """Format a finite real number for a netlist, exactly and without units.
 
     Raises:
         ConfigError: If ``value`` is not a finite real number.
     """
     if not _is_real(value):
-        raise ConfigError(f"{what} must be a real number, but got {value!r}")
+        raise ConfigError(f"{field} must be a real number, but got {value!r}")
     number = float(value)  # type: ignore[arg-type]
     if not math.isfinite(number):
-        raise ConfigError(f"{what} must be finite, but got {number!r}")
+        raise ConfigError(f"{field} must be finite, but got {number!r}")
     return repr(number)
 
 
-def check_name(name: object, what: str, *, pattern: re.Pattern[str] = _IDENTIFIER_PATTERN) -> str:
+def check_name(name: object, field: str, *, pattern: re.Pattern[str] = _IDENTIFIER_PATTERN) -> str:
     """Return ``name`` if it is a string matching ``pattern``.
 
     Raises:
         ConfigError: If it is not.
     """
     if not isinstance(name, str) or not pattern.fullmatch(name):
-        raise ConfigError(f"{what} {name!r} is not a valid netlist name; it must match {pattern.pattern}")
+        raise ConfigError(f"{field} {name!r} is not a valid netlist name; it must match {pattern.pattern}")
     return name
 
 
@@ -178,6 +181,7 @@ def build_netlist(
     temperature_c: float,
     instances: Sequence[InstanceParams],
     grid: SweepGrid,
+    include_model_cards: bool = False,
 ) -> Netlist:
     """Build the characterization netlist of K instances of one device.
 
@@ -188,6 +192,8 @@ def build_netlist(
         temperature_c: Simulation temperature in degrees Celsius.
         instances: The K instances, all of ``device``.
         grid: The bias grid, signed for the device's polarity.
+        include_model_cards: Include ``MODEL_CARDS_FILE`` from the run
+            folder instead of the PDK's corner library.
 
     Returns:
         The netlist text and the layout of its output files.
@@ -202,7 +208,7 @@ def build_netlist(
     if not instances:
         raise ConfigError("no instances to simulate; give at least one")
     model = check_name(device.model, "model name")
-    lines = _header_lines(pdk, device, corner, temperature_c)
+    lines = _header_lines(pdk, device, corner, temperature_c, include_model_cards)
     lines += _source_lines()
     for index, instance in enumerate(instances):
         lines += _instance_lines(index, model, instance)
@@ -233,6 +239,7 @@ def build_y_netlist(
     vbs_v: float,
     vgs_v: float,
     vds_v: float,
+    include_model_cards: bool = False,
 ) -> Netlist:
     """Build a netlist that measures the 3-port Y parameters at one bias point.
 
@@ -249,7 +256,7 @@ def build_y_netlist(
         raise ConfigError(f"unknown corner {corner!r} for PDK '{pdk.name}'; use one of {list(pdk.corner_sections)}")
     model = check_name(device.model, "model name")
     bias = {"d": vds_v, "g": vgs_v, "s": 0.0, "b": vbs_v}
-    lines = _header_lines(pdk, device, corner, temperature_c)
+    lines = _header_lines(pdk, device, corner, temperature_c, include_model_cards)
     currents = []
     for driven in "gds":
         for terminal, voltage in bias.items():
@@ -270,15 +277,20 @@ def build_y_netlist(
     )
 
 
-def _header_lines(pdk: PdkSpec, device: DeviceSpec, corner: str, temperature_c: float) -> list[str]:
+def _header_lines(
+    pdk: PdkSpec, device: DeviceSpec, corner: str, temperature_c: float, include_model_cards: bool
+) -> list[str]:
     """Return the title, model library and option lines of a netlist."""
     model = check_name(device.model, "model name")
     section = check_name(pdk.corner_sections[corner], "library section")
-    lib_file = check_name(pdk.libraries[device.library].lib_file, "library file", pattern=_FILE_NAME_PATTERN)
-    includes = [check_name(name, "include file", pattern=_FILE_NAME_PATTERN) for name in pdk.includes]
     lines = [f"* circtune characterization of {model}, corner {section}"]
-    lines += [f'.include "{MODELS_LINK}/{name}"' for name in includes]
-    lines.append(f'.lib "{MODELS_LINK}/{lib_file}" {section}')
+    if include_model_cards:
+        lines.append(f'.include "{MODEL_CARDS_FILE}"')
+    else:
+        lib_file = check_name(pdk.libraries[device.library].lib_file, "library file", pattern=_FILE_NAME_PATTERN)
+        includes = [check_name(name, "include file", pattern=_FILE_NAME_PATTERN) for name in pdk.includes]
+        lines += [f'.include "{MODELS_LINK}/{name}"' for name in includes]
+        lines.append(f'.lib "{MODELS_LINK}/{lib_file}" {section}')
     options = " ".join(f"{key}={format_number(value, key)}" for key, value in SIMULATOR_OPTIONS)
     lines.append(f".option temp={format_number(temperature_c, 'temperature')} {options}")
     return lines

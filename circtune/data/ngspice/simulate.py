@@ -24,9 +24,9 @@ A_VT and A_beta are per-transistor standard deviations times sqrt(area),
 in mV um and % um.
 
 Failed samples: an instance that does not converge at some bias point is
-dropped with a warning, listed in the output's ``failed_samples``
-attribute, and logged in a summary; no number from it is written. A run in
-which every instance fails raises ``DataError``.
+dropped with a warning and listed in the output's ``failed_samples``
+attribute and in a closing log summary. No number of it is written. A run
+in which every instance fails raises ``DataError``.
 
 Shape legend: N samples, P quantities, B Vbs points, G Vgs points, D Vds
 points.
@@ -71,11 +71,12 @@ PARTS_SUFFIX = ".parts"
 _PART_FORMAT_VERSION = 1
 _TEMPERATURE_RANGE_C = (-60.0, 200.0)
 _LOCK_NAME = ".lock"
+_SCRATCH_NAME = "scratch"
 
 
 @dataclasses.dataclass(frozen=True)
 class SimulationSettings:
-    """What to simulate, validated when built.
+    """Settings of one simulation run, validated when built.
 
     Attributes:
         pdk: Catalogue PDK, ``"sky130"`` or ``"gf180mcu"``.
@@ -95,7 +96,8 @@ class SimulationSettings:
         n_vds: Vds points (D), at least 2.
         seed: Seed of the mismatch draws.
         workers: Parallel ngspice processes; 0 uses every core.
-        instances_per_run: Most instances simulated by one ngspice process.
+        instances_per_run: Maximum number of instances that one ngspice
+            process simulates.
         timeout_s: Wall-clock limit of one ngspice process in seconds.
     """
 
@@ -156,7 +158,9 @@ class SimulationSettings:
 
     def _normalized_lengths(self, spec: pdk_catalogue.PdkSpec) -> dict[str, tuple[float, ...]]:
         if self.lengths_m is None:
-            given: Mapping[str, Sequence[float]] = {name: spec.devices[name].default_lengths_m for name in self.devices}
+            requested: Mapping[str, Sequence[float]] = {
+                name: spec.devices[name].default_lengths_m for name in self.devices
+            }
         elif isinstance(self.lengths_m, Mapping):
             unknown = sorted(set(self.lengths_m) - set(self.devices))
             missing = [name for name in self.devices if name not in self.lengths_m]
@@ -165,12 +169,12 @@ class SimulationSettings:
                     f"lengths_m has entries for {unknown} that are not simulated and none for {missing}; "
                     "give lengths for exactly the simulated devices"
                 )
-            given = self.lengths_m
+            requested = self.lengths_m
         else:
-            given = {name: tuple(self.lengths_m) for name in self.devices}
+            requested = {name: tuple(self.lengths_m) for name in self.devices}
         lengths = {}
         for name in self.devices:
-            values = tuple(_number(value, f"lengths_m[{name}]", 1e-9, 1e-3) for value in given[name])
+            values = tuple(_number(value, f"lengths_m[{name}]", 1e-9, 1e-3) for value in requested[name])
             lengths[name] = _unique(values, f"lengths_m[{name}]")
         return lengths
 
@@ -272,13 +276,13 @@ def simulate(
     output = Path(output_path)
     plan = _plan(settings)
     if _is_complete(output, plan.digest):
-        logger.info("%s already holds this simulation; nothing to do", output)
+        logger.info("%s already contains this simulation; nothing to do", output)
         return output
 
     parts = output.with_name(output.name + PARTS_SUFFIX)
     parts.mkdir(parents=True, exist_ok=True)
     with _locked(parts):
-        _remove_partial_files(parts)
+        _prepare_parts(parts)
         _run_pending(plan, parts, settings, progress, ray_address)
         dataset, failures = _merge(plan, parts, settings)
         write_dataset(dataset, output)
@@ -412,7 +416,7 @@ def _make_job(
     )
 
 
-def _run_job(job: _Job) -> _JobResult:
+def _run_job(job: _Job, scratch_dir: Path | None) -> _JobResult:
     """Simulate one job; runs in a pool process or a Ray worker."""
     installed = pdk_catalogue.locate_pdk(job.pdk)
     version = ngspice_version(ngspice_executable())
@@ -430,6 +434,7 @@ def _run_job(job: _Job) -> _JobResult:
         grid=job.grid,
         installed=installed,
         timeout_s=job.timeout_s,
+        scratch_dir=scratch_dir,
     )
     ok = result.ok
     failures = tuple(
@@ -475,15 +480,20 @@ def _run_pending(
             progress(Progress(done, sum(sizes.values()), resumed, failed, time.monotonic() - start_s))
 
     report()
-    for result in _execute(pending, settings.workers, ray_address):
+    for result in _execute(pending, settings.workers, ray_address, parts / _SCRATCH_NAME):
         _write_part(parts, result)
         done += sizes[result.key]
         failed += len(result.failures)
         report()
 
 
-def _execute(jobs: Sequence[_Job], workers: int, ray_address: str | None) -> Iterator[_JobResult]:
-    """Yield job results as they finish, on Ray, a process pool or in-process."""
+def _execute(jobs: Sequence[_Job], workers: int, ray_address: str | None, scratch_dir: Path) -> Iterator[_JobResult]:
+    """Yield job results as they finish, on Ray, a process pool or in-process.
+
+    Local runs keep their ngspice run folders in ``scratch_dir``, so the
+    next run removes what a killed run left; Ray workers, which may sit on
+    other machines, use their own temporary folder.
+    """
     if not jobs:
         return
     if ray_address is not None:
@@ -492,11 +502,11 @@ def _execute(jobs: Sequence[_Job], workers: int, ray_address: str | None) -> Ite
     n_workers = min(workers or os.cpu_count() or 1, len(jobs))
     if n_workers == 1:
         for job in jobs:
-            yield _run_job(job)
+            yield _run_job(job, scratch_dir)
         return
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
-        futures = [pool.submit(_run_job, job) for job in jobs]
+        futures = [pool.submit(_run_job, job, scratch_dir) for job in jobs]
         try:
             for future in concurrent.futures.as_completed(futures):
                 yield future.result()
@@ -524,7 +534,7 @@ def _execute_on_ray(jobs: Sequence[_Job], address: str) -> Iterator[_JobResult]:
         logger.info("using the Ray connection of this process; address %r is not used", address)
     try:
         remote = ray.remote(num_cpus=1)(_run_job)
-        pending = [remote.remote(job) for job in jobs]
+        pending = [remote.remote(job, None) for job in jobs]
         while pending:
             finished, pending = ray.wait(pending, num_returns=1)
             yield ray.get(finished[0])
@@ -621,7 +631,7 @@ def _merge(plan: _Plan, parts: Path, settings: SimulationSettings) -> tuple[Data
         "generator": GENERATOR,
         "generator_version": __version__,
         "settings": settings.to_dict(),
-        "ngspice_version": plan.ngspice_version,
+        "simulator": {"name": "ngspice", "version": plan.ngspice_version},
         "pdk_package": {"name": plan.installed.spec.distribution, "version": plan.installed.version},
         "failed_samples": failures,
         "jobs_digest": plan.digest,
@@ -657,10 +667,12 @@ def _locked(parts: Path) -> Iterator[None]:
         yield
 
 
-def _remove_partial_files(parts: Path) -> None:
-    """Delete temporary files left by a run that died while writing a part."""
+def _prepare_parts(parts: Path) -> None:
+    """Delete what a killed run left: partly written parts and ngspice run folders."""
     for path in parts.glob(".*.partial"):
         path.unlink(missing_ok=True)
+    shutil.rmtree(parts / _SCRATCH_NAME, ignore_errors=True)
+    (parts / _SCRATCH_NAME).mkdir()
 
 
 def _log_summary(output: Path, n_samples: int, failures: Sequence[Mapping[str, object]]) -> None:
