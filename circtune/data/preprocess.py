@@ -4,11 +4,12 @@ Shape legend: N samples, P quantities, B Vbs points, G Vgs points, D Vds
 points.
 
 Network inputs: PMOS tables are mirrored onto NMOS signs (only the drain
-current changes sign under the mirror: conductances and capacitances are
-already positive for both polarities), then each quantity goes through a
-signed logarithm ``sign(x) * log10(1 + |x| / scale)`` because it spans many
-decades, and each feature is standardized with statistics of training
-samples only.
+current changes sign under the mirror, because conductances and capacitances
+are derivatives of current or charge by voltage, and both flip together).
+Then each quantity goes through a signed logarithm
+``sign(x) * log10(1 + |x| / scale)`` because it spans many decades and some
+capacitances (``cds`` above all) are negative, and each feature is
+standardized with statistics of training samples only.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,7 @@ def run_tune_trial(config: dict[str, Any], *, data: TrialData, context: TrialCon
     import ray
     from ray import tune
 
+    started_s = time.perf_counter()
     trial_config = trial_config_from_tune(config, context.fixed)
     tune_context = tune.get_context()
     trial_id = str(tune_context.get_trial_id())
@@ -129,11 +131,20 @@ def run_tune_trial(config: dict[str, Any], *, data: TrialData, context: TrialCon
     _log_placement(uri, run_id, device)
     tensors = to_device(data, device)
     pending: dict[str, Any] = {}
+    # Time spent in tracking, reporting and checkpointing inside the training loop.
+    overhead = {"in_loop_s": 0.0}
 
     def on_checkpoint(epoch: int, state: dict[str, Any]) -> None:
         pending["state"] = state
 
     def on_epoch(epoch: int, metrics: EpochMetrics, score: TrialScore | None) -> None:
+        callback_started_s = time.perf_counter()
+        try:
+            _record_epoch(epoch, metrics, score)
+        finally:
+            overhead["in_loop_s"] += time.perf_counter() - callback_started_s
+
+    def _record_epoch(epoch: int, metrics: EpochMetrics, score: TrialScore | None) -> None:
         values = {name: float(getattr(metrics, name)) for name in EPOCH_METRICS}
         history.append({"epoch": epoch, **values})
         store.log_metrics(uri, run_id, values, step=epoch)
@@ -150,6 +161,7 @@ def run_tune_trial(config: dict[str, Any], *, data: TrialData, context: TrialCon
 
     outcome: TrialResult | None = None
     try:
+        loop_started_s = time.perf_counter()
         outcome = run_trial(
             trial_config,
             tensors,
@@ -159,12 +171,15 @@ def run_tune_trial(config: dict[str, Any], *, data: TrialData, context: TrialCon
             resume_state=resume_state,
             on_checkpoint=on_checkpoint,
         )
+        compute_s = time.perf_counter() - loop_started_s - overhead["in_loop_s"]
         log_trial_artifacts(uri, run_id, vae=outcome.vae, head=outcome.head, config=trial_config, data=data,
                             history=history, title=f"trial {trial_id}")  # fmt: skip
+        timing = trial_timing(compute_s, time.perf_counter() - started_s)
+        store.log_metrics(uri, run_id, timing, step=trial_config.train.epochs)
         store.finish_run(uri, run_id, "FINISHED")
         final = pending.get("final")
         if final is not None:
-            _report({**final, COMPLETE_KEY: True}, pending.pop("state"), history)
+            _report({**final, **timing, COMPLETE_KEY: True}, pending.pop("state"), history)
     except Exception as error:
         reason = f"{type(error).__name__}: {error}"
         logger.error("Trial %s failed: %s", trial_id, reason)
@@ -176,6 +191,15 @@ def run_tune_trial(config: dict[str, Any], *, data: TrialData, context: TrialCon
         pending.clear()
         if device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def trial_timing(compute_s: float, total_s: float) -> dict[str, float]:
+    """Return the training-and-scoring time of a trial and its share of the trial's wall time.
+
+    ``total_s`` runs from the trainable's start to the end of its artifact
+    logging, so the rest is MLflow, Tune reporting, checkpoints and artifacts.
+    """
+    return {"time_compute_s": compute_s, "time_trial_s": total_s, "compute_share": compute_s / max(total_s, 1e-9)}
 
 
 def placement_tags(device: torch.device) -> dict[str, str]:
