@@ -100,10 +100,13 @@ def main() -> None:
                          compute_s / trial_s if trial_s else float("nan"),
                          compute_s / (wall_s * concurrency)))  # fmt: skip
 
-    print(f"{'run':<44} {'wall s':>8} {'trials/h':>9} {'share/trial':>12} {'share/slots':>12}")
-    for name, wall_s, n_trials, per_trial, of_slots in rows:
+    print(f"{'run':<44} {'wall s':>8} {'trials/h':>9} {'timed':>6} {'share/trial':>12} {'share/slots':>12}")
+    for name, wall_s, n_timed, per_trial, of_slots in rows:
         n_total = args.trials if "fixed" in name else shipped["search"]["n_trials"]
-        print(f"{name:<44} {wall_s:>8.1f} {3600 * n_total / wall_s:>9.1f} {per_trial:>12.1%} {of_slots:>12.1%}")
+        print(
+            f"{name:<44} {wall_s:>8.1f} {3600 * n_total / wall_s:>9.1f} {n_timed:>6} {per_trial:>12.1%} {of_slots:>12.1%}"
+        )
+    print("timed: trials that ran to the end and recorded their compute time (ASHA-stopped trials do not)")
     if len(rows) >= 2:
         print(f"speed-up of 2 concurrent trials over 1: {rows[0][1] / rows[1][1]:.2f}x")
 
