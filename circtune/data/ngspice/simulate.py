@@ -672,7 +672,9 @@ def _prepare_parts(parts: Path) -> None:
     for path in parts.glob(".*.partial"):
         path.unlink(missing_ok=True)
     shutil.rmtree(parts / _SCRATCH_NAME, ignore_errors=True)
-    (parts / _SCRATCH_NAME).mkdir()
+    # Workers of a killed run can outlive it for a moment and recreate files
+    # here; each job runs in its own subfolder, so leftovers are harmless.
+    (parts / _SCRATCH_NAME).mkdir(exist_ok=True)
 
 
 def _log_summary(output: Path, n_samples: int, failures: Sequence[Mapping[str, object]]) -> None:
