@@ -55,7 +55,7 @@ import h5py
 import numpy as np
 
 from circtune import __version__
-from circtune.data.dataset import QUANTITIES, Dataset, Metadata
+from circtune.data.dataset import METADATA_COLUMNS, QUANTITIES, Dataset, Metadata
 from circtune.data.h5format import atomic_path, write_dataset
 from circtune.data.ngspice import pdk as pdk_catalogue
 from circtune.data.ngspice.netlist import AC_FREQUENCY_HZ, SIMULATOR_OPTIONS, InstanceParams, SweepGrid
@@ -586,20 +586,7 @@ def _merge(plan: _Plan, parts: Path, settings: SimulationSettings) -> tuple[Data
     """Stack all parts in job order into one dataset with provenance."""
     values: list[np.ndarray] = []
     failures: list[dict[str, object]] = []
-    columns: dict[str, list[object]] = {
-        name: []
-        for name in (
-            "technology",
-            "device",
-            "flavor",
-            "polarity",
-            "corner",
-            "temperature_c",
-            "length_m",
-            "width_m",
-            "mismatch_draw",
-        )
-    }
+    columns: dict[str, list[object]] = {name: [] for name in METADATA_COLUMNS}
     axes: dict[str, list[np.ndarray]] = {"vbs": [], "vgs": [], "vds": []}
     for job in plan.jobs:
         result = _load_part(parts, job.key)

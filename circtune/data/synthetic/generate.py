@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import torch
 
-from circtune.data.dataset import CORNERS, FLAVORS, POLARITIES, QUANTITIES, Dataset, Metadata
+from circtune.data.dataset import CORNERS, FLAVORS, METADATA_COLUMNS, POLARITIES, QUANTITIES, Dataset, Metadata
 from circtune.data.synthetic.devices import (
     TECHNOLOGY,
     device_name,
@@ -214,22 +214,11 @@ def generate(settings: GeneratorSettings, *, progress: Callable[[int, int], None
         vbs=vbs,
         vgs=vgs,
         vds=vds,
-        metadata=Metadata.from_columns({name: table[name] for name in _METADATA_FROM_TABLE}),
+        metadata=Metadata.from_columns({name: table[name] for name in METADATA_COLUMNS}),
         attrs={"generator": GENERATOR_NAME, "generator_version": GENERATOR_VERSION, "settings": settings.to_dict()},
     )
 
 
-_METADATA_FROM_TABLE = (
-    "technology",
-    "device",
-    "flavor",
-    "polarity",
-    "corner",
-    "temperature_c",
-    "length_m",
-    "width_m",
-    "mismatch_draw",
-)
 
 
 def _sample_table(settings: GeneratorSettings) -> dict[str, np.ndarray]:
