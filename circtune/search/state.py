@@ -3,9 +3,9 @@
 Each search has a folder ``<results>/<search_id>/`` containing ``search.json``
 (this state), ``experiment.yaml`` (the resolved experiment file),
 ``optuna.db`` (the Optuna study) and ``tune/`` (Ray Tune's results). The
-state is written atomically, and the previous good version is kept as
-``search.json.bak``, so a driver killed while writing leaves a readable
-state behind.
+state is written atomically twice, to ``search.json.bak`` and then to
+``search.json``, so a driver killed while writing, or a file truncated
+later, still leaves a readable state behind.
 """
 
 from __future__ import annotations
@@ -56,21 +56,15 @@ class SearchState:
 
 
 def write_state(folder: Path, state: SearchState) -> None:
-    """Write ``search.json`` atomically, keeping the previous one as a backup."""
+    """Write ``search.json`` and its backup, each atomically.
+
+    The backup is written first, so at any moment at least one of the two
+    files is complete, even if the process is killed in between.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / STATE_FILE
     payload = json.dumps({"version": _STATE_VERSION, **dataclasses.asdict(state)}, indent=2, sort_keys=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{STATE_FILE}.", dir=folder)
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if target.exists() and _read(target) is not None:
-            os.replace(target, target.with_name(STATE_FILE + _BACKUP_SUFFIX))
-        os.replace(temporary, target)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+    for name in (STATE_FILE + _BACKUP_SUFFIX, STATE_FILE):
+        _write_atomic(folder / name, payload)
 
 
 def read_state(folder: Path) -> SearchState:
@@ -90,6 +84,18 @@ def read_state(folder: Path) -> SearchState:
         f"no readable search state in {folder}; check the search id (folders under {folder.parent}) "
         "or start a new search without --resume"
     )
+
+
+def _write_atomic(target: Path, payload: str) -> None:
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
 
 
 def _read(path: Path) -> SearchState | None:
