@@ -119,7 +119,8 @@ class TensorData:
     @property
     def warm_start(self) -> Tensor:
         """``(4,)`` log parameters of the average training device, on ``device``."""
-        return torch.as_tensor(self.source.warm_start, dtype=torch.float32, device=self.device)
+        # A copy: arrays from Ray's object store are read-only, which torch warns about.
+        return torch.tensor(np.array(self.source.warm_start), dtype=torch.float32, device=self.device)
 
     def ibias_features(self) -> Tensor:
         """Return the ``(N, B * G * D)`` normalized ibias cube, a view of ``inputs``."""

@@ -99,6 +99,8 @@ def prepare_search(options: SearchOptions) -> PreparedSearch:
         DataError: If the dataset or the split is invalid.
         ServiceError: If the tracking server or the Ray cluster is unreachable.
     """
+    if options.results.exists() and not options.results.is_dir():
+        raise ConfigError(f"--results {options.results} is a file, but a folder is needed; choose another --results")
     state = None
     if options.resume is not None:
         folder = _resume_folder(options.results, options.resume)
@@ -117,6 +119,8 @@ def prepare_search(options: SearchOptions) -> PreparedSearch:
     _check_trial_defaults(spec)
 
     store.check_tracking_uri(tracking_uri)
+    if state is not None:
+        _check_parent_run(state)
     _tune_storage_path(folder, search_id)
     address = options.address or os.environ.get("RAY_ADDRESS")
     if address:
@@ -148,11 +152,16 @@ def run_search(prepared: PreparedSearch) -> SearchReport:
     spec = prepared.spec
     data = prepare_trial_data(prepared.dataset, prepared.split)
     state = prepared.state or _start_new_search(prepared)
-    if state.n_trials != spec.search.n_trials:  # --trials on a resumed search
-        state = dataclasses.replace(state, n_trials=spec.search.n_trials)
-        write_state(prepared.folder, state)
     storage = optuna.storages.RDBStorage(f"sqlite:///{prepared.folder / STUDY_FILE}")
     n_finished = _recover_interrupted(storage, state, prepared.tracking_uri)
+    if state.n_trials != spec.search.n_trials:  # --trials on a resumed search
+        if spec.search.n_trials < n_finished:
+            raise ConfigError(
+                f"--trials {spec.search.n_trials} is below the {n_finished} trials this search has finished; "
+                f"give at least {n_finished}"
+            )
+        state = dataclasses.replace(state, n_trials=spec.search.n_trials)
+        write_state(prepared.folder, state)
     remaining = state.n_trials - n_finished
     logger.info(
         "Search %s: %d of %d trials finished, %d to run; results in %s",
@@ -167,14 +176,22 @@ def run_search(prepared: PreparedSearch) -> SearchReport:
         parent_run_id=state.parent_run_id,
         search_id=state.search_id,
     )
-    _init_ray(prepared.options.address)
     try:
+        _init_ray(prepared.options.address)
+        _check_cluster_resources(spec, local=not (prepared.options.address or os.environ.get("RAY_ADDRESS")))
         if remaining > 0:
-            _run_tuner(prepared, data, context, storage, state, remaining)
+            _run_tuner(prepared, data, context, storage, state, remaining, seed_offset=state.n_trials - remaining)
         study = optuna.load_study(study_name=state.study_name, storage=storage)
+        if _count_finished(study) < state.n_trials:
+            # Tune returns normally after Ctrl-C, with trials left unfinished.
+            raise KeyboardInterrupt
         report = write_report(prepared, data, study, state, context)
     except BaseException:
         write_state(prepared.folder, state.with_status("interrupted"))
+        logger.warning(
+            "Search %s stopped before it finished; continue it with: python -m circtune.search --resume %s --results %s",
+            state.search_id, state.search_id, prepared.options.results,
+        )  # fmt: skip
         raise
     finally:
         ray.shutdown()
@@ -211,6 +228,8 @@ def _run_tuner(
     storage: optuna.storages.RDBStorage,
     state: SearchState,
     remaining: int,
+    *,
+    seed_offset: int,
 ) -> None:
     from ray import tune
 
@@ -224,7 +243,8 @@ def _run_tuner(
         space=functools.partial(suggest, space=spec.space),
         metric=metrics[0] if single else metrics,
         mode="min" if single else ["min"] * len(metrics),
-        sampler=sampler_for_spec(spec),
+        # A resumed search offsets the seed, or a seeded sampler would repeat its first suggestions.
+        sampler=sampler_for_spec(dataclasses.replace(spec, seed=(spec.seed + seed_offset) % 2**32)),
         study_name=state.study_name,
         storage=storage,
     )
@@ -326,10 +346,33 @@ def _recover_interrupted(storage: optuna.storages.RDBStorage, state: SearchState
     )
     if ended:
         logger.warning("Ended %d MLflow trial runs left RUNNING by the interrupted driver", len(ended))
+    return _count_finished(study)
+
+
+def _count_finished(study: optuna.Study) -> int:
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
     return sum(
         1 for trial in study.get_trials(deepcopy=False, states=finished) if not trial.user_attrs.get(INTERRUPTED_ATTR)
     )
+
+
+def _check_cluster_resources(spec: ExperimentSpec, *, local: bool) -> None:
+    """Reject a GPU request that the local machine cannot meet, since its trials would wait forever.
+
+    A cluster may add GPU nodes later through its autoscaler, so there a
+    shortfall is only logged.
+    """
+    import ray
+
+    available = ray.cluster_resources().get("GPU", 0.0)
+    if spec.resources.gpus_per_trial <= available:
+        return
+    message = (
+        f"resources.gpus_per_trial is {spec.resources.gpus_per_trial}, but the Ray cluster has {available:g} GPUs"
+    )
+    if local:
+        raise ConfigError(f"{message}; set gpus_per_trial: 0 or run on a cluster with GPUs (--address)")
+    logger.warning("%s now; trials wait until the autoscaler adds GPU nodes", message)
 
 
 def _init_ray(address: str | None) -> None:
@@ -341,7 +384,8 @@ def _init_ray(address: str | None) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(include_dashboard=False, log_to_driver=True)
+        # "local" starts a new Ray even when `ray start` left a cluster address on this machine.
+        ray.init(address="local", include_dashboard=False, log_to_driver=True)
 
 
 def _tune_storage_path(folder: Path, search_id: str) -> str:
@@ -415,6 +459,18 @@ def _load_dataset(spec: ExperimentSpec, workdir: Path) -> Dataset:
 
     settings = GeneratorSettings.from_dict(dict(spec.dataset.generator))
     return load_default_dataset(settings, progress=ProgressLine("generating the default dataset", "samples"))
+
+
+def _check_parent_run(state: SearchState) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        store.make_client(state.tracking_uri).get_run(state.parent_run_id)
+    except MlflowException as error:
+        raise ConfigError(
+            f"--resume {state.search_id}: its MLflow parent run {state.parent_run_id} is not in {state.tracking_uri}; "
+            "resume with the tracking store the search started with"
+        ) from error
 
 
 def _resume_folder(results: Path, resume: str) -> Path:

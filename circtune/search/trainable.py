@@ -46,6 +46,8 @@ TAG_GPU_IDS = "circtune.gpu_ids"
 TAG_CUDA_VISIBLE_DEVICES = "circtune.cuda_visible_devices"
 TAG_RESOURCES = "circtune.resources"
 TAG_DEVICE = "circtune.device"
+# Set when a retried trial continued from a checkpoint: the last epoch that checkpoint covered.
+TAG_RESUMED_AFTER_EPOCH = "circtune.resumed_after_epoch"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +126,8 @@ def run_tune_trial(config: dict[str, Any], *, data: TrialData, context: TrialCon
         "Trial %s %s MLflow run %s%s", trial_id, "created" if created else "reuses", run_id,
         f", resuming after epoch {resume_state['epoch']}" if resume_state else "",
     )  # fmt: skip
+    if resume_state is not None:
+        store.make_client(uri).set_tag(run_id, TAG_RESUMED_AFTER_EPOCH, str(resume_state["epoch"]))
 
     # Ray 2.60 leaves CUDA_VISIBLE_DEVICES unset for a trial that reserved no
     # GPU, so without this check such a trial would use a GPU of its node.

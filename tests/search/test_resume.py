@@ -121,3 +121,51 @@ def test_resume_after_driver_sigkill(tmp_path):
     trial_ids = [run.data.tags[store.TAG_TRIAL_ID] for run in children]
     assert len(trial_ids) == len(set(trial_ids))
     assert client.get_run(state.parent_run_id).info.status == "FINISHED"
+
+
+def _trial_workers(driver):
+    """Return the PIDs of trial workers whose raylet belongs to ``driver``'s session, never other Ray jobs."""
+    listing = subprocess.run(["ps", "-eo", "pid=,ppid=,pgid=,args="], capture_output=True, text=True, check=True).stdout
+    rows = [line.split(None, 3) for line in listing.splitlines()]
+    group = {int(row[0]): int(row[2]) for row in rows}
+    return [
+        int(row[0]) for row in rows if len(row) == 4 and "ray::ImplicitFunc" in row[3] and group.get(int(row[1])) == driver.pid
+    ]
+
+
+def test_search_survives_killed_worker(tmp_path):
+    experiment = EXPERIMENT.replace("n_trials: 5", "n_trials: 2").replace("train/epochs: 6", "train/epochs: 12")
+    (tmp_path / "worker.yaml").write_text(experiment.replace("max_concurrent: 1", "max_concurrent: 1\n  max_failures: 2"))
+    driver = _search(tmp_path, "--space", "./worker.yaml")
+    killed = None
+    try:
+        deadline = time.monotonic() + _TIMEOUT_S
+        while time.monotonic() < deadline and driver.poll() is None and killed is None:
+            checkpoints = list((tmp_path / "results").glob("*/tune/attempt-1/*/checkpoint_000000"))
+            workers = _trial_workers(driver)
+            if checkpoints and workers:
+                killed = workers[0]
+                os.kill(killed, signal.SIGKILL)
+            time.sleep(0.2)
+        assert killed is not None, "no trial worker was found to kill"
+        assert driver.wait(timeout=_TIMEOUT_S) == 0, driver.stderr.read().decode()[-2000:]
+    finally:
+        _end_group(driver)
+
+    folder = next((tmp_path / "results").iterdir())
+    state = read_state(folder)
+    study = optuna.load_study(study_name=folder.name, storage=f"sqlite:///{folder / 'optuna.db'}")
+    assert [trial.state for trial in study.trials] == [State.COMPLETE, State.COMPLETE]
+    client = MlflowClient(state.tracking_uri)
+    children = client.search_runs(
+        [state.experiment_id], filter_string=f"tags.`{store.TAG_PARENT}` = '{state.parent_run_id}'"
+    )
+    assert len(children) == 2
+    assert all(run.info.status == "FINISHED" for run in children)
+    retried = [run for run in children if "circtune.resumed_after_epoch" in run.data.tags]
+    assert len(retried) == 1
+    resumed_after = int(retried[0].data.tags["circtune.resumed_after_epoch"])
+    epochs = [metric.step for metric in client.get_metric_history(retried[0].info.run_id, "total")]
+    assert set(epochs) == set(range(1, 13))
+    # The retry started after its checkpoint, so the epochs up to it were trained and logged once.
+    assert all(epochs.count(epoch) == 1 for epoch in range(1, resumed_after + 1))
