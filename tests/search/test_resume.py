@@ -141,7 +141,8 @@ def test_search_survives_killed_worker(tmp_path):
     try:
         deadline = time.monotonic() + _TIMEOUT_S
         while time.monotonic() < deadline and driver.poll() is None and killed is None:
-            checkpoints = list((tmp_path / "results").glob("*/tune/attempt-1/*/checkpoint_000000"))
+            # The second checkpoint on disk means Tune has registered the first, so a retry can start from it.
+            checkpoints = list((tmp_path / "results").glob("*/tune/attempt-1/*/checkpoint_000001"))
             workers = _trial_workers(driver)
             if checkpoints and workers:
                 killed = workers[0]
