@@ -2,7 +2,7 @@
 
 ``prepare_search`` checks everything a search needs (experiment file,
 dataset, split, tracking store, Ray address, resume target) and writes
-nothing; ``run_search`` then creates the search folder, the MLflow parent
+nothing. ``run_search`` then creates the search folder, the MLflow parent
 run and the Optuna study, runs the trials and finishes with the report.
 
 A resumed search reuses its folder, study and parent run. Trials that the
@@ -54,11 +54,11 @@ _ADDRESS_TIMEOUT_S = 5.0
 
 @dataclasses.dataclass(frozen=True)
 class SearchOptions:
-    """What the command line chose.
+    """Options of one search, as set on the command line.
 
     Attributes:
         space: Experiment file name or path.
-        results: Folder that holds one subfolder per search.
+        results: Folder with one subfolder per search.
         address: Ray cluster address; None starts a local Ray.
         tracking_uri: Overrides ``tracking.uri`` of the experiment file.
         resume: Search id to continue, ``"latest"``, or None for a new search.
@@ -200,7 +200,7 @@ def run_search(prepared: PreparedSearch) -> SearchReport:
 
 
 def check_ray_address(address: str) -> None:
-    """Check that a Ray cluster address answers, since ``ray.init`` can hang.
+    """Check that a Ray cluster address accepts connections, since ``ray.init`` can hang.
 
     Raises:
         ServiceError: If nothing listens at the address.
