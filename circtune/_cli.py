@@ -36,5 +36,4 @@ def configure_logging(verbose: bool = False) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
-        force=True,  # bind to the current stderr, also when main() runs twice in one process
     )
