@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from ray import tune
 
-from circtune.objective.data import TrialData, to_device
+from circtune.objective.data import TensorData, TrialData, to_device
 from circtune.objective.train import JointTrainer
 from circtune.search.searcher import COMPLETE_KEY
 from circtune.search.trainable import TrialContext, load_checkpoint_state, trial_config_from_tune
@@ -36,6 +36,7 @@ class TrialRunCallback(tune.Callback):
         self._context = context
         self._metric = metric
         self._trial_numbers: dict[str, int] = {}
+        self._cpu_tensors: TensorData | None = None
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._trial_numbers.setdefault(trial.trial_id, len(self._trial_numbers) + 1)
@@ -57,7 +58,10 @@ class TrialRunCallback(tune.Callback):
 
     def _end_run(self, trial: Any, *, status: str, state: str, reason: str | None, with_artifacts: bool) -> None:
         uri = self._context.tracking_uri
-        run_id = _find_run(uri, self._context, trial.trial_id)
+        context = self._context
+        run_id = store.find_child_run(
+            uri, context.experiment_id, parent_run_id=context.parent_run_id, trial_id=trial.trial_id
+        )
         if run_id is None:
             return
         client = store.make_client(uri)
@@ -73,22 +77,14 @@ class TrialRunCallback(tune.Callback):
         if state is None:
             return
         config = trial_config_from_tune(trial.config, self._context.fixed)
-        trainer = JointTrainer(config, to_device(self._data, torch.device("cpu")), device=torch.device("cpu"))
+        if self._cpu_tensors is None:
+            self._cpu_tensors = to_device(self._data, torch.device("cpu"))
+        trainer = JointTrainer(config, self._cpu_tensors, device=torch.device("cpu"))
         trainer.load_state_dict(state)
         log_trial_artifacts(
             self._context.tracking_uri, run_id, vae=trainer.vae, head=trainer.head, config=config,
             data=self._data, history=history, title=f"trial {trial.trial_id} (stopped early)",
         )  # fmt: skip
-
-
-def _find_run(uri: str, context: TrialContext, trial_id: str) -> str | None:
-    client = store.make_client(uri)
-    runs = client.search_runs(
-        [context.experiment_id],
-        filter_string=f"tags.`{store.TAG_PARENT}` = '{context.parent_run_id}' and tags.`{store.TAG_TRIAL_ID}` = '{trial_id}'",
-        max_results=1,
-    )
-    return str(runs[0].info.run_id) if runs else None
 
 
 def _error_reason(trial: Any) -> str:

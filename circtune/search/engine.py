@@ -32,7 +32,7 @@ from circtune.errors import ConfigError, ServiceError
 from circtune.objective.config import FLAT_KEYS, TrialConfig
 from circtune.objective.data import TrialData, prepare_trial_data
 from circtune.search.report import SearchReport, write_report
-from circtune.search.searcher import RAY_TRIAL_ID_ATTR, StateCorrectOptunaSearch
+from circtune.search.searcher import StateCorrectOptunaSearch
 from circtune.search.space import sampler_for_spec, suggest
 from circtune.search.spec import ExperimentSpec, IntParameter, load_spec, resolve_dataset_path, save_spec
 from circtune.search.state import SearchState, read_state, write_state
@@ -487,5 +487,3 @@ def _resume_folder(results: Path, resume: str) -> Path:
         )
     return folder
 
-
-__all__ = ["RAY_TRIAL_ID_ATTR", "PreparedSearch", "SearchOptions", "check_ray_address", "prepare_search", "run_search"]

@@ -17,7 +17,6 @@ import optuna
 import torch
 import yaml
 
-from circtune.objective.config import TrialConfig
 from circtune.objective.data import TrialData, to_device
 from circtune.objective.run import load_model
 from circtune.objective.score import evaluate_test
@@ -82,7 +81,12 @@ def write_report(
         best_config = {**context.fixed, **best.params}
         (folder / BEST_CONFIG_FILE).write_text(yaml.safe_dump(best_config, sort_keys=True))
         client.log_artifact(state.parent_run_id, str(folder / BEST_CONFIG_FILE))
-        run_id = _trial_run(client, state, str(best.user_attrs.get(RAY_TRIAL_ID_ATTR, "")))
+        trial_id = str(best.user_attrs.get(RAY_TRIAL_ID_ATTR, ""))
+        run_id = (
+            store.find_child_run(uri, state.experiment_id, parent_run_id=state.parent_run_id, trial_id=trial_id)
+            if trial_id
+            else None
+        )
         validation = dict(client.get_run(run_id).data.metrics) if run_id else {}
         test: dict[str, float] = {}
         registered = None
@@ -159,25 +163,18 @@ def _best_trial(study: optuna.Study, metrics: tuple[str, ...]) -> optuna.trial.F
     return min(candidates, key=lambda trial: trial.values[-1])
 
 
-def _trial_run(client: Any, state: SearchState, trial_id: str) -> str | None:
-    if not trial_id:
-        return None
-    runs = client.search_runs(
-        [state.experiment_id],
-        filter_string=f"tags.`{store.TAG_PARENT}` = '{state.parent_run_id}' and tags.`{store.TAG_TRIAL_ID}` = '{trial_id}'",
-        max_results=1,
-    )
-    return str(runs[0].info.run_id) if runs else None
-
-
 def _log_failures(study: optuna.Study) -> None:
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
-        logger.warning("Trial %d failed: %s", trial.number, trial.user_attrs.get(FAIL_REASON_ATTR, "no reason recorded"))
+        logger.warning(
+            "Trial %d failed: %s", trial.number, trial.user_attrs.get(FAIL_REASON_ATTR, "no reason recorded")
+        )
 
 
 def _log_study_plots(client: Any, run_id: str, study: optuna.Study, folder: Path, *, metric: str) -> None:
     if len(study.directions) == 1 and any(trial.value is not None for trial in study.trials):
-        client.log_artifact(run_id, str(plots.plot_optuna_history(study, folder / "history.png", target_name=metric)), "plots")
+        client.log_artifact(
+            run_id, str(plots.plot_optuna_history(study, folder / "history.png", target_name=metric)), "plots"
+        )
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(study.directions) == 1 and len(complete) >= 2:
         try:
@@ -190,10 +187,7 @@ def _log_study_plots(client: Any, run_id: str, study: optuna.Study, folder: Path
 
 
 def _log_comparison(client: Any, run_id: str, saved: Any, tensors: Any, folder: Path) -> None:
-    try:
-        from circtune.compare import compare_trained, plot_comparison, write_comparison_csv
-    except ImportError:
-        return
+    from circtune.compare import compare_trained, plot_comparison, write_comparison_csv
 
     table = compare_trained(saved.vae, tensors, saved.config, part="test")
     client.log_artifact(run_id, str(write_comparison_csv(table, folder / "comparison.csv")), "comparison")
@@ -218,6 +212,3 @@ def _register_model(uri: str, run_id: str, saved: Any, data: TrialData, *, name:
             encoder, name="encoder", signature=signature, input_example=example, registered_model_name=registered_name
         )
     return registered_name
-
-
-__all__ = ["SearchReport", "TrialConfig", "format_report", "write_report"]

@@ -59,7 +59,6 @@ KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]*/[a-z][a-z0-9_]*$")
 SECTIONLESS_KEYS: frozenset[str] = frozenset({"seed"})
 # Optuna and NumPy seed a legacy RandomState, which takes seeds in [0, 2**32).
 MAX_SEED = 2**32 - 1
-DEFAULT_TRACKING_DB = "mlflow.db"
 
 _REQUIRED: Final = object()
 _YAML_NUMBER_HINT = (
@@ -531,10 +530,9 @@ def resolve_dataset_path(spec: ExperimentSpec, *, working_folder: str | Path | N
 
 def resolve_tracking_uri(spec: ExperimentSpec, *, working_folder: str | Path | None = None) -> str:
     """Return ``tracking.uri``, or ``sqlite:///<working folder>/mlflow.db`` when it is null."""
-    if spec.tracking.uri is not None:
-        return spec.tracking.uri
-    folder = Path(working_folder) if working_folder is not None else Path.cwd()
-    return f"sqlite:///{(folder / DEFAULT_TRACKING_DB).resolve()}"
+    from circtune.tracking.store import resolve_tracking_uri as resolve_uri
+
+    return resolve_uri(spec.tracking.uri, Path(working_folder) if working_folder is not None else Path.cwd())
 
 
 # --- building a spec from a document ------------------------------------------------------------

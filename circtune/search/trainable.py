@@ -1,7 +1,7 @@
 """The Ray Tune trainable: one trial of the search, recorded in MLflow.
 
 Each trial reports to Tune after every validation score (one Tune
-iteration per score, which is the time unit ASHA sees), with a checkpoint of
+iteration per score, which is the time unit ASHA uses), with a checkpoint of
 the whole trainer state, so a trial whose worker died resumes from its last
 score. Its MLflow child run gets the flat parameters, tags that say where Ray
 placed it (node, GPU ids, reserved resources), per-epoch metrics, the
@@ -52,7 +52,7 @@ TAG_RESUMED_AFTER_EPOCH = "circtune.resumed_after_epoch"
 
 @dataclasses.dataclass(frozen=True)
 class TrialContext:
-    """What every trial of one search shares besides the data.
+    """Settings that every trial of one search shares, besides the data.
 
     Attributes:
         fixed: Flat ``section/name`` values that every trial uses.
@@ -121,7 +121,7 @@ def run_tune_trial(config: dict[str, Any], *, data: TrialData, context: TrialCon
         run_name=str(tune_context.get_trial_name()),
     )
     store.log_params(uri, run_id, trial_config.to_flat())
-    resume_state, history = _load_checkpoint(tune.get_checkpoint())
+    resume_state, history = load_checkpoint_state(tune.get_checkpoint())
     logger.info(
         "Trial %s %s MLflow run %s%s", trial_id, "created" if created else "reuses", run_id,
         f", resuming after epoch {resume_state['epoch']}" if resume_state else "",
@@ -237,15 +237,11 @@ def _report(result: dict[str, Any], state: dict[str, Any], history: list[dict[st
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-def _load_checkpoint(checkpoint: Any) -> tuple[dict[str, Any] | None, list[dict[str, float]]]:
+def load_checkpoint_state(checkpoint: Any) -> tuple[dict[str, Any] | None, list[dict[str, float]]]:
+    """Return the trainer state and epoch history stored in a trial checkpoint; ``(None, [])`` without one."""
     if checkpoint is None:
         return None, []
     with checkpoint.as_directory() as folder:
         state = torch.load(Path(folder) / TRAINER_STATE_FILE, map_location="cpu", weights_only=True)
         history = json.loads((Path(folder) / HISTORY_FILE).read_text())
     return state, history
-
-
-def load_checkpoint_state(checkpoint: Any) -> tuple[dict[str, Any] | None, list[dict[str, float]]]:
-    """Return the trainer state and epoch history stored in a trial checkpoint."""
-    return _load_checkpoint(checkpoint)

@@ -63,20 +63,24 @@ def check_tracking_uri(uri: str) -> None:
     """Check that the store behind ``uri`` can be used, without writing to it.
 
     Raises:
-        ServiceError: If an http server does not answer or a SQLite folder
+        ServiceError: If an http server does not respond or a SQLite folder
             does not exist or is not writable.
     """
     parsed = urllib.parse.urlparse(uri)
     if parsed.scheme in _SQLITE_SCHEMES:
         folder = Path(uri[len("sqlite:///") :]).parent
         if not folder.is_dir():
-            raise ServiceError(f"folder {folder} of tracking database {uri} does not exist; create it or change tracking.uri")
+            raise ServiceError(
+                f"folder {folder} of tracking database {uri} does not exist; create it or change tracking.uri"
+            )
         return
     health = f"{uri}/health"
     try:
         with urllib.request.urlopen(health, timeout=_PING_TIMEOUT_S) as response:
             if response.status != 200:
-                raise ServiceError(f"MLflow server {uri} answered {response.status} at /health; check that it is an MLflow server")
+                raise ServiceError(
+                    f"MLflow server {uri} returned status {response.status} at /health; check that it is an MLflow server"
+                )
     except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
         reason = getattr(error, "reason", error)
         raise ServiceError(
@@ -126,9 +130,7 @@ def make_client(uri: str):  # type: ignore[no-untyped-def]
 def create_parent_run(uri: str, experiment_id: str, *, search_id: str, run_name: str) -> str:
     """Create the parent run of a search and return its id."""
     client = make_client(uri)
-    run = client.create_run(
-        experiment_id, run_name=run_name, tags={TAG_SEARCH_ID: search_id, TAG_ROLE: "search"}
-    )
+    run = client.create_run(experiment_id, run_name=run_name, tags={TAG_SEARCH_ID: search_id, TAG_ROLE: "search"})
     return str(run.info.run_id)
 
 
@@ -148,13 +150,8 @@ def find_or_create_child_run(
         search found the run of an earlier attempt.
     """
     client = make_client(uri)
-    existing = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{TAG_PARENT}` = '{parent_run_id}' and tags.`{TAG_TRIAL_ID}` = '{trial_id}'",
-        max_results=1,
-    )
-    if existing:
-        run_id = str(existing[0].info.run_id)
+    run_id = find_child_run(uri, experiment_id, parent_run_id=parent_run_id, trial_id=trial_id)
+    if run_id is not None:
         client.update_run(run_id, status="RUNNING")
         return run_id, False
     run = client.create_run(
@@ -165,15 +162,23 @@ def find_or_create_child_run(
     return str(run.info.run_id), True
 
 
+def find_child_run(uri: str, experiment_id: str, *, parent_run_id: str, trial_id: str) -> str | None:
+    """Return the id of the child run of Ray trial ``trial_id`` in a search, or None."""
+    runs = make_client(uri).search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{TAG_PARENT}` = '{parent_run_id}' and tags.`{TAG_TRIAL_ID}` = '{trial_id}'",
+        max_results=1,
+    )
+    return str(runs[0].info.run_id) if runs else None
+
+
 def log_params(uri: str, run_id: str, params: Mapping[str, object]) -> None:
     """Log parameters under their flat ``section/name`` keys."""
     from mlflow.entities import Param
 
     client = make_client(uri)
     existing = client.get_run(run_id).data.params
-    fresh = [
-        Param(key, str(value)[:_MAX_PARAM_LENGTH]) for key, value in sorted(params.items()) if key not in existing
-    ]
+    fresh = [Param(key, str(value)[:_MAX_PARAM_LENGTH]) for key, value in sorted(params.items()) if key not in existing]
     if fresh:
         client.log_batch(run_id, params=fresh)
 
