@@ -288,28 +288,14 @@ def _start_new_search(prepared: PreparedSearch) -> SearchState:
     spec = prepared.spec
     prepared.folder.mkdir(parents=True, exist_ok=False)
     save_spec(spec, prepared.folder / EXPERIMENT_FILE)
+
     experiment_id = store.ensure_experiment(prepared.tracking_uri, spec.tracking.experiment, workdir=prepared.options.workdir)
     parent_run_id = store.create_parent_run(
         prepared.tracking_uri, experiment_id, search_id=prepared.search_id, run_name=prepared.search_id
     )
-    client = store.make_client(prepared.tracking_uri)
-    client.log_artifact(parent_run_id, str(prepared.folder / EXPERIMENT_FILE))
-    store.log_params(
-        prepared.tracking_uri,
-        parent_run_id,
-        {
-            "search/sampler": spec.search.sampler,
-            "search/scheduler": spec.search.scheduler,
-            "search/n_trials": spec.search.n_trials,
-            "split/held_out_flavors": ",".join(spec.split.held_out_flavors),
-            "dataset/source": spec.dataset.source,
-            "dataset/n_samples": prepared.dataset.n_samples,
-            "dataset/n_train": len(prepared.split.train),
-            "dataset/n_validation": len(prepared.split.validation),
-            "dataset/n_test": len(prepared.split.test),
-            **{f"fixed/{key}": value for key, value in spec.fixed.items()},
-        },
-    )
+    store.make_client(prepared.tracking_uri).log_artifact(parent_run_id, str(prepared.folder / EXPERIMENT_FILE))
+    store.log_params(prepared.tracking_uri, parent_run_id, _search_params(prepared))
+
     state = SearchState(
         search_id=prepared.search_id,
         experiment_file=spec.source,
@@ -319,6 +305,7 @@ def _start_new_search(prepared: PreparedSearch) -> SearchState:
         study_name=prepared.search_id,
         n_trials=spec.search.n_trials,
     )
+
     study = optuna.create_study(
         storage=f"sqlite:///{prepared.folder / STUDY_FILE}",
         study_name=state.study_name,
@@ -328,6 +315,22 @@ def _start_new_search(prepared: PreparedSearch) -> SearchState:
         study.enqueue_trial(dict(point))
     write_state(prepared.folder, state)
     return state
+
+
+def _search_params(prepared: PreparedSearch) -> dict[str, object]:
+    spec = prepared.spec
+    return {
+        "search/sampler": spec.search.sampler,
+        "search/scheduler": spec.search.scheduler,
+        "search/n_trials": spec.search.n_trials,
+        "split/held_out_flavors": ",".join(spec.split.held_out_flavors),
+        "dataset/source": spec.dataset.source,
+        "dataset/n_samples": prepared.dataset.n_samples,
+        "dataset/n_train": len(prepared.split.train),
+        "dataset/n_validation": len(prepared.split.validation),
+        "dataset/n_test": len(prepared.split.test),
+        **{f"fixed/{key}": value for key, value in spec.fixed.items()},
+    }
 
 
 def _recover_interrupted(storage: optuna.storages.RDBStorage, state: SearchState, tracking_uri: str) -> int:

@@ -105,7 +105,7 @@ class SplitSettings:
     """How samples split into training, validation and test parts.
 
     Attributes:
-        held_out_flavors: Flavors (from ``FLAVORS``) that training never sees.
+        held_out_flavors: Flavors (from ``FLAVORS``) that training never uses.
         validation_fraction: Share of held-out device groups that score
             trials. The rest form the test part.
         seed: Seed of the group shuffle.
