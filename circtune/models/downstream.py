@@ -1,8 +1,10 @@
 """The downstream head that predicts Square Law parameters, and its input representations.
 
 Shape legend: N samples, F head inputs, K PCA components, G Vgs points,
-D Vds points. Parameters are in log space as in
-``circtune.models.square_law.PARAM_NAMES``.
+D Vds points. The head predicts the dimensionless parameters of
+``circtune.models.square_law.to_physical`` in log space, in the order of
+``circtune.models.square_law.PARAM_NAMES``; each device's sweep spans and
+current scale turn them into volts and amperes.
 
 The head takes one of three representations of a device (``INPUT_KINDS``):
 
@@ -22,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from circtune.errors import ConfigError
-from circtune.models.square_law import N_PARAMS, square_law_current
+from circtune.models.square_law import N_PARAMS, square_law_current, to_physical
 from circtune.models.vae import VAE
 
 InputKind = Literal["embedding", "raw", "pca"]
@@ -33,8 +35,9 @@ DEFAULT_HIDDEN = 200
 # the input.
 _WARM_START_WEIGHT_SCALE = 0.1
 # Half-widths, in log units, of the box around the warm start that bounds
-# predictions softly. Vt stays within a factor of 4 of the warm start, Kp
-# within 30, lambda within 10 and eta within 1.6. Inputs far outside the
+# the dimensionless predictions softly. Vt / max|Vgs| stays within a factor
+# of 4 of the warm start, Kp within 30, lambda within 10 and eta within 1.6.
+# Inputs far outside the
 # training distribution then give wrong but physical parameters, not
 # currents of kiloamperes.
 LOG_PARAM_SPANS: tuple[float, ...] = (math.log(4.0), math.log(30.0), math.log(10.0), math.log(1.6))
@@ -43,7 +46,7 @@ _EMBED_BATCH = 1024
 
 
 class DownstreamHead(nn.Module):
-    """One hidden layer mapping ``(N, F)`` inputs to ``(N, 4)`` log parameters.
+    """One hidden layer mapping ``(N, F)`` inputs to ``(N, 4)`` dimensionless log parameters.
 
     Inputs are standardized with the stored ``input_mean`` and
     ``input_std`` buffers (0 and 1 until ``set_standardization`` is called)
@@ -75,24 +78,33 @@ class DownstreamHead(nn.Module):
         self.activation = nn.ReLU()
 
     def forward(self, features: Tensor) -> Tensor:
-        """Return ``(N, 4)`` log parameters for ``(N, F)`` inputs."""
+        """Return ``(N, 4)`` dimensionless log parameters for ``(N, F)`` inputs."""
         standardized = (features - self.input_mean) / self.input_std
         raw = self.output(self.activation(self.hidden(standardized)))  # (N, 4)
         return self.center + self.spans * torch.tanh((raw - self.center) / self.spans)
 
-    def predict_current(self, features: Tensor, vgs: Tensor, vds: Tensor) -> Tensor:
-        """Return the ``(N, G, D)`` predicted |I| in amperes on each device's grid.
+    def predict_params(self, features: Tensor, vgs: Tensor, vds: Tensor, scale: Tensor) -> Tensor:
+        """Return the ``(N, 4)`` physical log parameters of each device.
 
         Args:
             features: ``(N, F)`` inputs.
             vgs: ``(N, G)`` |Vgs| in volts.
             vds: ``(N, D)`` |Vds| in volts.
+            scale: ``(N,)`` current scale in amperes, read from each
+                device's own table (``square_law.current_scale``).
         """
-        return square_law_current(self(features), vgs, vds)
+        return to_physical(self(features), vgs, vds, scale)
+
+    def predict_current(self, features: Tensor, vgs: Tensor, vds: Tensor, scale: Tensor) -> Tensor:
+        """Return the ``(N, G, D)`` predicted |I| in amperes on each device's grid.
+
+        Arguments as in ``predict_params``.
+        """
+        return square_law_current(self.predict_params(features, vgs, vds, scale), vgs, vds)
 
     @torch.no_grad()
     def warm_start(self, log_params: Tensor) -> None:
-        """Set the output bias and the bounding box's center to ``(4,)`` log parameters; shrink the output weights."""
+        """Set the output bias and the bounding box's center to ``(4,)`` dimensionless log parameters; shrink the output weights."""
         self.output.bias.copy_(log_params.to(self.output.bias))
         self.center.copy_(log_params.to(self.center))
         self.output.weight.mul_(_WARM_START_WEIGHT_SCALE)

@@ -116,6 +116,47 @@ def square_law_current(log_params: Tensor, vgs: Tensor, vds: Tensor) -> Tensor:
     return torch.where(conducting, current, torch.zeros_like(current))
 
 
+def to_physical(normalized: Tensor, vgs: Tensor, vds: Tensor, scale: Tensor) -> Tensor:
+    """Turn dimensionless log parameters into physical ones on each device's own scales.
+
+    With ``U = max |Vgs|``, ``V = max |Vds|`` (the device's sweep spans) and
+    ``S`` its current scale, the dimensionless parameters are ``Vt / U``,
+    ``Kp U^eta / S``, ``lambda V`` and ``eta``. They take similar values for
+    a 1.8 V and a 5 V device that differ mostly in sweep span, oxide
+    thickness and size, so a head that predicts them need not extrapolate
+    in absolute units. The map is one-to-one per device.
+
+    Args:
+        normalized: ``(N, 4)`` dimensionless parameters in log space.
+        vgs: ``(N, G)`` |Vgs| in volts.
+        vds: ``(N, D)`` |Vds| in volts.
+        scale: ``(N,)`` current scale in amperes, see ``current_scale``.
+
+    Returns:
+        ``(N, 4)`` log parameters in the units of ``PARAM_NAMES``.
+    """
+    log_u, log_v, log_s = _log_scales(vgs, vds, scale, normalized.dtype)
+    log_vt, log_kp, log_lambda, log_eta = normalized.unbind(dim=-1)
+    return torch.stack([log_vt + log_u, log_kp + log_s - torch.exp(log_eta) * log_u, log_lambda - log_v, log_eta], -1)
+
+
+def to_normalized(log_params: Tensor, vgs: Tensor, vds: Tensor, scale: Tensor) -> Tensor:
+    """Invert ``to_physical``: ``(N, 4)`` physical log parameters to dimensionless ones."""
+    log_u, log_v, log_s = _log_scales(vgs, vds, scale, log_params.dtype)
+    log_vt, log_kp, log_lambda, log_eta = log_params.unbind(dim=-1)
+    return torch.stack([log_vt - log_u, log_kp - log_s + torch.exp(log_eta) * log_u, log_lambda + log_v, log_eta], -1)
+
+
+def _log_scales(vgs: Tensor, vds: Tensor, scale: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """Return the ``(N,)`` logs of max |Vgs|, max |Vds| and the current scale, floored."""
+    floor = _log_floor(torch.promote_types(dtype, vgs.dtype))
+    return (
+        torch.log(vgs.abs().amax(dim=1).clamp(min=floor)),
+        torch.log(vds.abs().amax(dim=1).clamp(min=floor)),
+        torch.log(scale.clamp(min=MIN_CURRENT_SCALE_A)),
+    )
+
+
 def current_scale(current: Tensor) -> Tensor:
     """Return each device's current scale: its max |I| over the grid, floored.
 

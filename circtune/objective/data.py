@@ -24,7 +24,7 @@ from circtune.data.dataset import Dataset
 from circtune.data.preprocess import Normalizer, fit_normalizer, square_law_targets
 from circtune.data.split import Split
 from circtune.errors import DataError
-from circtune.models.square_law import fit_square_law
+from circtune.models.square_law import current_scale, fit_square_law, to_normalized
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ class TrialData:
         flavor: ``(N,)`` flavor of each sample, for plots.
         corner: ``(N,)`` process corner of each sample, for plots.
         grid_shape: ``(P, B, G, D)``.
-        warm_start: ``(4,)`` log parameters of a direct fit of the average
+        warm_start: ``(4,)`` dimensionless log parameters (see
+            ``square_law.to_physical``) of a direct fit of the average
             training device.
         oracle_validation: Direct-fit floor on the validation part.
         normalizer: The input transform, fitted on training samples.
@@ -118,7 +119,7 @@ class TensorData:
 
     @property
     def warm_start(self) -> Tensor:
-        """``(4,)`` log parameters of the average training device, on ``device``."""
+        """``(4,)`` dimensionless log parameters of the average training device, on ``device``."""
         # A copy: arrays from Ray's object store are read-only, which torch warns about.
         return torch.tensor(np.array(self.source.warm_start), dtype=torch.float32, device=self.device)
 
@@ -219,10 +220,10 @@ def oracle_floor(current: np.ndarray, vgs: np.ndarray, vds: np.ndarray) -> Oracl
 
 
 def _average_device_fit(current: np.ndarray, vgs: np.ndarray, vds: np.ndarray) -> np.ndarray:
-    """Return the ``(4,)`` log parameters of a direct fit of the mean current on the mean axes."""
-    average = (current.mean(axis=0)[None], vgs.mean(axis=0)[None], vds.mean(axis=0)[None])
-    fit = fit_square_law(*(torch.from_numpy(np.asarray(array, dtype=np.float64)) for array in average))
-    return fit.log_params[0].numpy()
+    """Return the ``(4,)`` dimensionless log parameters of a direct fit of the mean current on the mean axes."""
+    average = [torch.from_numpy(np.asarray(array.mean(axis=0)[None], dtype=np.float64)) for array in (current, vgs, vds)]
+    fit = fit_square_law(*average)
+    return to_normalized(fit.log_params, average[1], average[2], current_scale(average[0]))[0].numpy()
 
 
 def _tensor(array: np.ndarray, device: torch.device) -> Tensor:

@@ -145,8 +145,9 @@ def score_features(
             epoch=epoch,
         )
         with torch.no_grad():
-            predicted = head.predict_current(scored_features, data.vgs[scored], data.vds[scored])
-            errors = square_law_errors(predicted, data.current[scored])
+            measured = data.current[scored]
+            predicted = head.predict_current(scored_features, data.vgs[scored], data.vds[scored], current_scale(measured))
+            errors = square_law_errors(predicted, measured)
         score = SizeScore(size, float(errors.loss.mean()), float(errors.relative_error_pct.mean()))
         for value in (score.loss, score.relative_error_pct):
             if not math.isfinite(value):
@@ -177,7 +178,7 @@ def fit_head(
         config: Width, steps and learning rate.
         standardize_with: ``(m, F)`` features whose mean and standard
             deviation standardize the head's inputs (training samples only).
-        warm_start: ``(4,)`` log parameters for the output bias.
+        warm_start: ``(4,)`` dimensionless log parameters for the output bias.
         seed: Seed of the weight initialisation.
         epoch: Training epoch, named in errors.
 
@@ -199,7 +200,7 @@ def fit_head(
 
     loss = torch.zeros((), device=features.device)
     for _ in range(config.epochs):
-        loss = scale_free_loss(head.predict_current(features, vgs, vds), current, scale=scale).mean()
+        loss = scale_free_loss(head.predict_current(features, vgs, vds, scale), current, scale=scale).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

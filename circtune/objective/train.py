@@ -24,7 +24,7 @@ from torch import Tensor
 
 from circtune.errors import ConfigError
 from circtune.models.downstream import DownstreamHead
-from circtune.models.square_law import scale_free_loss
+from circtune.models.square_law import current_scale, scale_free_loss
 from circtune.models.vae import VAE, vae_loss
 from circtune.objective.config import TrialConfig
 from circtune.objective.data import TensorData
@@ -200,8 +200,10 @@ class JointTrainer:
             output = self.vae(x, generator=self._noise_generator)
             vae_terms = vae_loss(output, x, beta=self.config.loss.beta)
             head_input = output.mu if gamma > 0 else output.mu.detach()  # (n, L)
-            predicted = self.head.predict_current(head_input, data.vgs[batch], data.vds[batch])  # (n, G, D)
-        downstream = scale_free_loss(predicted, data.current[batch]).mean()
+            measured = data.current[batch]  # (n, G, D)
+            scale = current_scale(measured)  # (n,)
+            predicted = self.head.predict_current(head_input, data.vgs[batch], data.vds[batch], scale)
+        downstream = scale_free_loss(predicted, measured, scale=scale).mean()
 
         # with gamma = 0 the head still learns, from a loss that cannot reach the encoder; Adam makes
         # the head's step size independent of the weight the loss carries

@@ -5,10 +5,12 @@ import torch
 
 from circtune.errors import ConfigError
 from circtune.models.downstream import DownstreamHead, embed, fit_pca
-from circtune.models.square_law import square_law_current, square_law_errors
+from circtune.models.square_law import current_scale, square_law_current, square_law_errors, to_normalized
 from circtune.models.vae import VAE
 
-_WARM_START = torch.tensor([math.log(0.45), math.log(2e-4), math.log(0.08), math.log(2.0)])
+# dimensionless: Vt / max|Vgs|, Kp max|Vgs|^eta / scale, lambda max|Vds|, eta
+_WARM_START = torch.tensor([math.log(0.25), math.log(2.0), math.log(0.15), math.log(2.0)])
+_SCALE = torch.tensor([1e-4])
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +37,7 @@ def test_downstream_prediction_changes_with_input() -> None:
     assert not torch.allclose(first, second)
     vgs = torch.linspace(0.0, 1.8, 5)[None]
     assert not torch.allclose(
-        head.predict_current(torch.zeros(1, 6), vgs, vgs), head.predict_current(torch.ones(1, 6), vgs, vgs)
+        head.predict_current(torch.zeros(1, 6), vgs, vgs, _SCALE), head.predict_current(torch.ones(1, 6), vgs, vgs, _SCALE)
     )
 
 
@@ -70,19 +72,20 @@ def test_downstream_head_trained_recovers_params() -> None:
     features = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     grid = torch.linspace(0.0, 1.8, 9).expand(2, -1)
     current = square_law_current(targets, grid, grid)
+    scale = current_scale(current)
     head = _head(n_inputs=2, hidden=32)
-    head.warm_start(targets.mean(dim=0))
+    head.warm_start(to_normalized(targets, grid, grid, scale).mean(dim=0))
     optimizer = torch.optim.Adam(head.parameters(), lr=1e-2)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 1500)
     for _ in range(1500):
-        loss = square_law_errors(head.predict_current(features, grid, grid), current).loss.mean()
+        loss = square_law_errors(head.predict_current(features, grid, grid, scale), current).loss.mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         schedule.step()
 
-    relative = (head(features).detach().exp() / targets.exp() - 1.0).abs()
-    errors = square_law_errors(head.predict_current(features, grid, grid).detach(), current)
+    relative = (head.predict_params(features, grid, grid, scale).detach().exp() / targets.exp() - 1.0).abs()
+    errors = square_law_errors(head.predict_current(features, grid, grid, scale).detach(), current)
     for name, column in zip(("Vt", "Kp", "eta"), relative[:, [0, 1, 3]].T, strict=True):
         assert float(column.max()) < 0.01, name
     # lambda moves the current least, so float32 Adam pins it less tightly than the direct fit does

@@ -11,6 +11,8 @@ from circtune.models.square_law import (
     scale_free_loss,
     square_law_current,
     square_law_errors,
+    to_normalized,
+    to_physical,
 )
 
 
@@ -187,3 +189,27 @@ def test_scale_free_loss_matches_errors() -> None:
 def test_scale_free_loss_bfloat16_computed_in_float32() -> None:
     measured = torch.rand(2, 3, 3).to(torch.bfloat16)
     assert scale_free_loss(measured * 1.1, measured).dtype == torch.float32
+
+
+def test_to_physical_inverts_to_normalized() -> None:
+    log_params = torch.cat([_log_params(vt, kp, lam, eta) for vt, kp, lam, eta, _ in _KNOWN_DEVICES])
+    vgs = torch.stack([torch.linspace(0.0, supply, 11, dtype=torch.float64) for *_, supply in _KNOWN_DEVICES])
+    scale = torch.tensor([1e-4, 3e-4, 2e-5, 7e-6], dtype=torch.float64)
+    normalized = to_normalized(log_params, vgs, vgs, scale)
+    assert not torch.allclose(normalized, log_params)
+    torch.testing.assert_close(to_physical(normalized, vgs, vgs, scale), log_params)
+
+
+def test_normalized_params_same_for_scaled_device() -> None:
+    # a device with a 2.5x wider sweep, Vt and 1/lambda, and 10x the current, has the same dimensionless parameters
+    vt, kp, lam, eta, supply = 0.45, 2e-4, 0.08, 2.0, 1.8
+    small = _log_params(vt, kp, lam, eta)
+    large = _log_params(2.5 * vt, kp * 10.0 / 2.5**eta, lam / 2.5, eta)
+    grid = torch.linspace(0.0, supply, 11, dtype=torch.float64)[None]
+    small_current = square_law_current(small, grid, grid)
+    large_current = square_law_current(large, 2.5 * grid, 2.5 * grid)
+    torch.testing.assert_close(large_current, 10.0 * small_current)
+    torch.testing.assert_close(
+        to_normalized(large, 2.5 * grid, 2.5 * grid, current_scale(large_current)),
+        to_normalized(small, grid, grid, current_scale(small_current)),
+    )

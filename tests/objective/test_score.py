@@ -8,6 +8,7 @@ import torch
 from circtune.data.dataset import Dataset
 from circtune.data.split import Split
 from circtune.errors import ConfigError
+from circtune.models.square_law import current_scale, to_physical
 from circtune.objective.config import TrialConfig
 from circtune.objective.data import TensorData, TrialData, prepare_trial_data, to_device
 from circtune.objective.run import run_trial
@@ -156,7 +157,12 @@ def test_prepare_normalizer_ignores_held_out(tiny_dataset: Dataset, tiny_trial_d
 
 
 def test_prepare_warm_start_near_training_devices(tiny_trial_data: TrialData) -> None:
-    vt, kp, lam, eta = np.exp(tiny_trial_data.warm_start)
+    # the warm start is dimensionless; the average training device's scales give it units
+    train = tiny_trial_data.train
+    current, vgs, vds = (torch.from_numpy(array[train].mean(axis=0)[None]) for array in
+                         (tiny_trial_data.current, tiny_trial_data.vgs, tiny_trial_data.vds))  # fmt: skip
+    normalized = torch.from_numpy(tiny_trial_data.warm_start)[None]
+    vt, kp, lam, eta = to_physical(normalized, vgs, vds, current_scale(current))[0].exp().tolist()
     assert 0.3 < vt < 0.6
     assert 5e-5 < kp < 5e-4
     assert 0.05 < lam < 0.15
