@@ -81,10 +81,15 @@ def load_cluster_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"{source}: cannot read the cluster file ({error.strerror}); check the path") from error
     try:
         config = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{source}{where}: invalid YAML ({error}); fix the syntax there") from error
+        raise ConfigError(
+            f"{source}{where}: invalid YAML, {error.problem or error.context}; fix the syntax there"
+        ) from error
+    except yaml.YAMLError as error:
+        reason = " ".join(str(error).split())
+        raise ConfigError(f"{source}: invalid YAML ({reason}); fix the syntax") from error
     if not isinstance(config, dict):
         raise ConfigError(
             f"{source}: expected a mapping of cluster settings (cluster_name, provider, ...), "

@@ -379,16 +379,33 @@ def _check_cluster_resources(spec: ExperimentSpec, *, local: bool) -> None:
 
 
 def _init_ray(address: str | None) -> None:
+    """Connect to the Ray cluster at ``address``, or start a local Ray that listens on 127.0.0.1 only.
+
+    Ray 2.60 gives a new node the machine's outward IP address, and replaces
+    a requested 127.0.0.1 with it, while its multi-node mode is on (the
+    default on Linux). The GCS, raylet, agents and workers of a node whose IP
+    is not loopback listen on all interfaces (``::``), so other machines on
+    the network can reach them. With the mode off while the local Ray starts,
+    the node IP is 127.0.0.1 and every server listens on loopback only.
+    """
     import ray
+    from ray._private import ray_constants
 
     # Tune warns on every checkpoint of short trials that snapshots are frequent; they are cheap here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=True)
-    else:
+        return
+    # NOTE: ENABLE_RAY_CLUSTER is a private Ray constant, read from RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER at import.
+    # tests/test_security.py checks the listening addresses, so it fails if a Ray upgrade stops honouring it.
+    multi_node = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
         # "local" starts a new Ray even when `ray start` left a cluster address on this machine.
         ray.init(address="local", include_dashboard=False, log_to_driver=True)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = multi_node
 
 
 def _tune_storage_path(folder: Path, search_id: str) -> str:

@@ -237,7 +237,7 @@ def get_device(pdk: str, name: str) -> DeviceSpec:
     """
     spec = get_pdk(pdk)
     if name not in spec.devices:
-        raise ConfigError(f"unknown device '{name}' for PDK '{pdk}'; use one of {sorted(spec.devices)}")
+        raise ConfigError(f"unknown device {name!r} for PDK '{pdk}'; use one of {sorted(spec.devices)}")
     return spec.devices[name]
 
 
@@ -249,7 +249,7 @@ def check_corner(pdk: str, corner: str) -> str:
     """
     sections = get_pdk(pdk).corner_sections
     if corner not in sections:
-        raise ConfigError(f"unknown corner '{corner}' for PDK '{pdk}'; use one of {list(sections)}")
+        raise ConfigError(f"unknown corner {corner!r} for PDK '{pdk}'; use one of {list(sections)}")
     return corner
 
 
