@@ -606,12 +606,23 @@ def test_simulate_drops_instance_that_fails(tmp_path: Path, monkeypatch: pytest.
 @needs_gf180
 def test_cli_prints_progress_and_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     output = tmp_path / "gf.h5"
-    status = cli.main([str(output), "--pdk", "gf180mcu", "--devices", "nfet_03v3", "--lengths-um", "1", "--grid",
-                       "1", "3", "3", "--workers", "1"])  # fmt: skip
+    arguments = [str(output), "--pdk", "gf180mcu", "--devices", "nfet_03v3", "--lengths-um", "1", "--grid",
+                 "1", "3", "3", "--workers", "1", "--draws", "2"]  # fmt: skip
+    status = cli.main(arguments)
     captured = capsys.readouterr()
     assert status == 0
     assert captured.out.strip() == str(output)
-    assert "1/1 tables" in captured.err
+    assert "2/2 tables" in captured.err
+
+    # the same command again finds its data there; other settings need --force to replace it
+    written = output.read_bytes()
+    assert cli.main([*arguments]) == 0
+    other = [*arguments, "--seed", "7"]
+    assert cli.main(other) == 2
+    assert "already exists and holds other data; pass --force" in capsys.readouterr().err
+    assert output.read_bytes() == written
+    assert cli.main([*other, "--force"]) == 0
+    assert output.read_bytes() != written
 
 
 def test_cli_reports_bad_device_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -113,6 +113,7 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--address", default=None, help="Ray cluster address (e.g. auto) to run the jobs on instead of local processes"
     )
+    parser.add_argument("--force", action="store_true", help="overwrite an output file that holds other data")
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -123,7 +124,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     """
     settings = settings_from_arguments(args)
     reporter = _ProgressPrinter()
-    path = simulate(settings, args.output, progress=reporter, ray_address=args.address)
+    path = simulate(settings, args.output, progress=reporter, ray_address=args.address, overwrite=args.force)
     reporter.finish()
     print(path)
     return 0

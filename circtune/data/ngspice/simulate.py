@@ -251,6 +251,7 @@ def simulate(
     *,
     progress: Callable[[Progress], None] | None = None,
     ray_address: str | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Simulate the dataset that ``settings`` describe and write it to ``output_path``.
 
@@ -264,12 +265,16 @@ def simulate(
             ngspice and the same PDK package. When Ray is already
             initialized in this process, that connection is used. None runs
             on a local process pool.
+        overwrite: Replace an existing ``output_path`` that holds other
+            data; without it such a file is an error, checked before any
+            simulation.
 
     Returns:
         The path written.
 
     Raises:
-        ConfigError: If a length or width lies outside the model bins.
+        ConfigError: If a length or width lies outside the model bins, or
+            the output exists with other data and ``overwrite`` is false.
         ServiceError: If ngspice, the PDK package or Ray is unavailable.
         DataError: If ngspice rejects a netlist or no table converges.
     """
@@ -278,6 +283,11 @@ def simulate(
     if _is_complete(output, plan.digest):
         logger.info("%s already contains this simulation; nothing to do", output)
         return output
+    if output.exists() and not overwrite:
+        raise ConfigError(
+            f"output file {output} already exists and holds other data; pass --force to overwrite it "
+            "or choose another output path"
+        )
 
     parts = output.with_name(output.name + PARTS_SUFFIX)
     parts.mkdir(parents=True, exist_ok=True)
