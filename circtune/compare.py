@@ -3,7 +3,7 @@
 Usage::
 
     python -m circtune.compare [--config FILE.yaml] [--dataset PATH|default] [--sizes 8,32,128]
-                               [--seeds 3] [--out DIR] [--part validation|test]
+                               [--seeds 3] [--out DIR] [--part validation|test] [--set KEY=VALUE]
 
 For each seed the VAE of the configuration is trained with that seed. Then,
 for each downstream training size and each input kind, a fresh head is
@@ -42,7 +42,14 @@ from circtune.objective.config import TrialConfig
 from circtune.objective.data import OracleFloor, Part, TensorData, TrialData, to_device
 from circtune.objective.score import FeatureFunction, part_oracle, representation, score_features
 from circtune.objective.train import JointTrainer, NonFiniteLossError
-from circtune.train import DEFAULT_DATASET, Experiment, load_experiment, prepare_experiment_data
+from circtune.train import (
+    DEFAULT_DATASET,
+    Experiment,
+    add_set_argument,
+    load_experiment,
+    prepare_experiment_data,
+    with_overrides,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -287,6 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     configure_logging(arguments.verbose)
     experiment = load_experiment(arguments.config) if arguments.config is not None else Experiment()
+    experiment = with_overrides(experiment, arguments.set)
     if arguments.dataset is not None:
         experiment = dataclasses.replace(experiment, dataset=arguments.dataset)
     sizes = arguments.sizes if arguments.sizes is not None else experiment.config.objective.train_sizes
@@ -393,6 +401,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     parser.add_argument("--part", choices=("validation", "test"), default="validation", help="held-out part to score")
+    add_set_argument(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:<index> (default auto)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     return parser

@@ -5,7 +5,9 @@ Usage::
     python -m circtune.train --config experiment.yaml [--out DIR] [--test]
 
 The experiment file is YAML: ``dataset`` (a canonical .h5 path, relative to
-the working folder, or ``default`` for the generated default dataset),
+the working folder, or ``default`` for the generated default dataset; or,
+as in a search's ``best_config.yaml``, a mapping with ``source`` and
+``generator`` like an experiment file's ``dataset`` section),
 ``split`` (``held_out_flavors``, ``validation_fraction``, ``seed``) and any
 flat ``section/name`` trial parameter, for example::
 
@@ -16,6 +18,9 @@ flat ``section/name`` trial parameter, for example::
       seed: 0
     model/latent_dim: 16
     train/epochs: 50
+
+``--set KEY=VALUE`` overrides one trial parameter (repeatable; the value is
+read as YAML, e.g. ``--set loss/gamma=0``).
 
 The command prints the metrics of every epoch and the validation score;
 ``--test`` also scores the test part. ``--out DIR`` saves the weights (a
@@ -66,11 +71,14 @@ class Experiment:
         dataset: Path of a canonical .h5 file, or ``"default"``.
         split: Split settings.
         config: Trial hyperparameters.
+        generator: Generator settings of the default dataset; empty for
+            the defaults or a file.
     """
 
     dataset: str = DEFAULT_DATASET
     split: SplitSettings = dataclasses.field(default_factory=SplitSettings)
     config: TrialConfig = dataclasses.field(default_factory=TrialConfig)
+    generator: Mapping[str, object] = dataclasses.field(default_factory=dict)
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -103,29 +111,58 @@ def parse_experiment(document: object, *, source: str = "config") -> Experiment:
         raise ConfigError(
             f"{source}: the top level must be a mapping of keys to values, but got {type(document).__name__}"
         )
-    dataset = document.get("dataset", DEFAULT_DATASET)
-    if not isinstance(dataset, str) or not dataset:
-        raise ConfigError(f"{source}: 'dataset' must be a file path or 'default', but got {dataset!r}")
+    dataset, generator = _parse_dataset(document.get("dataset", DEFAULT_DATASET), source)
     split = _parse_split(document.get("split") or {}, source)
     parameters = {str(key): value for key, value in document.items() if key not in _TOP_LEVEL_KEYS}
     try:
         config = TrialConfig.from_flat(parameters)
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}") from error
-    return Experiment(dataset=dataset, split=split, config=config)
+    return Experiment(dataset=dataset, split=split, config=config, generator=generator)
 
 
-def load_dataset(spec: str) -> Dataset:
+def with_overrides(experiment: Experiment, assignments: Sequence[str]) -> Experiment:
+    """Return ``experiment`` with ``KEY=VALUE`` trial parameters replaced; values are read as YAML.
+
+    Raises:
+        ConfigError: If an assignment has no ``=``, or a key or value is invalid.
+    """
+    values: dict[str, object] = {}
+    for assignment in assignments:
+        key, separator, text = assignment.partition("=")
+        if not separator or not key.strip():
+            raise ConfigError(f"--set {assignment!r} is not KEY=VALUE; write for example --set loss/gamma=0")
+        try:
+            values[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {assignment!r}: the value is not valid YAML; quote or fix it") from None
+    if not values:
+        return experiment
+    try:
+        config = TrialConfig.from_flat({**experiment.config.to_flat(), **values})
+    except ConfigError as error:
+        raise ConfigError(f"--set: {error}") from error
+    return dataclasses.replace(experiment, config=config)
+
+
+def load_dataset(spec: str, generator: Mapping[str, object] | None = None) -> Dataset:
     """Return the dataset named by ``spec``: a canonical .h5 path or ``"default"``.
+
+    Args:
+        spec: The path or ``"default"``.
+        generator: Generator settings of the default dataset.
 
     Raises:
         DataError: If the file is missing or invalid.
+        ConfigError: If a generator setting is invalid.
     """
     if spec == DEFAULT_DATASET:
         from circtune._progress import ProgressLine
         from circtune.data.default import load_default_dataset
+        from circtune.data.synthetic import GeneratorSettings
 
-        return load_default_dataset(progress=ProgressLine("generating the default dataset", "samples"))
+        settings = GeneratorSettings.from_dict(dict(generator)) if generator else None
+        return load_default_dataset(settings, progress=ProgressLine("generating the default dataset", "samples"))
     from circtune.data.h5format import read_dataset
 
     return read_dataset(Path(spec).expanduser())
@@ -138,7 +175,7 @@ def prepare_experiment_data(experiment: Experiment) -> TrialData:
         DataError: If the dataset is missing or cannot be split as asked.
         ConfigError: If the split settings are invalid.
     """
-    dataset = load_dataset(experiment.dataset)
+    dataset = load_dataset(experiment.dataset, experiment.generator)
     settings = experiment.split
     split = split_by_flavor(
         dataset.metadata,
@@ -172,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return the exit status."""
     arguments = _parser().parse_args(argv)
     configure_logging(arguments.verbose)
-    experiment = load_experiment(arguments.config)
+    experiment = with_overrides(load_experiment(arguments.config), arguments.set)
     if arguments.eval_every < 0:
         raise ConfigError(f"--eval-every must be 0 or positive, but got {arguments.eval_every}")
     device = select_device(arguments.device)
@@ -198,6 +235,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = save_model(arguments.out, vae=result.vae, head=result.head, config=config, normalizer=data.normalizer)
         print(f"saved the model to {folder}")
     return 0
+
+
+def _parse_dataset(section: object, source: str) -> tuple[str, Mapping[str, object]]:
+    """Return the dataset path or ``"default"`` and the generator settings of a ``dataset`` value."""
+    if isinstance(section, Mapping):
+        unknown = [key for key in section if key not in ("source", "generator")]
+        if unknown:
+            raise ConfigError(f"{source}: unknown keys {unknown} under 'dataset'; allowed keys are source and generator")
+        generator = section.get("generator") or {}
+        dataset = section.get("source", DEFAULT_DATASET)
+        if not isinstance(generator, Mapping):
+            raise ConfigError(f"{source}: dataset.generator must be a mapping of settings, but got {generator!r}")
+        if generator and dataset != DEFAULT_DATASET:
+            raise ConfigError(f"{source}: dataset.generator applies only to source: default; remove it")
+    else:
+        dataset, generator = section, {}
+    if not isinstance(dataset, str) or not dataset:
+        raise ConfigError(f"{source}: 'dataset' must be a file path or 'default', but got {dataset!r}")
+    return dataset, {str(key): value for key, value in generator.items()}
 
 
 def _parse_split(section: object, source: str) -> SplitSettings:
@@ -228,9 +284,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--eval-every", type=int, default=0, help="score on validation every N epochs (default 0: after the last only)"
     )
+    add_set_argument(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:<index> (default auto)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     return parser
+
+
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    """Add the repeatable ``--set KEY=VALUE`` option to ``parser``."""
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override one trial parameter, e.g. --set loss/gamma=0 (repeatable)",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

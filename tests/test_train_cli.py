@@ -10,9 +10,9 @@ import yaml
 from circtune._cli import run_main
 from circtune.data.dataset import Dataset
 from circtune.data.h5format import read_dataset, write_dataset
-from circtune.errors import DataError
+from circtune.errors import ConfigError, DataError
 from circtune.objective.run import CONFIG_FILE, NORMALIZER_FILE, WEIGHTS_FILE, load_model, run_trial
-from circtune.train import load_experiment, main, prepare_experiment_data
+from circtune.train import load_experiment, main, prepare_experiment_data, with_overrides
 
 _TINY_PARAMETERS = {
     "model/latent_dim": 3,
@@ -133,6 +133,8 @@ def test_train_cli_module_entry_point(tmp_path: Path, dataset_file: Path) -> Non
         ({"split": {"held_out_flavors": ["xvt"]}}, "are not in the data"),
         ({"dataset": "/nonexistent/data.h5"}, "/nonexistent/data.h5"),
         ({"objective/train_sizes": [10_000]}, "downstream training size 10000"),
+        ({"dataset": {"source": "x.h5", "generator": {"n_vgs": 5}}}, "applies only to source: default"),
+        ({"dataset": {"path": "x.h5"}}, "unknown keys ['path'] under 'dataset'"),
     ],
 )
 def test_train_cli_bad_config_exits_2(
@@ -172,3 +174,30 @@ def test_train_cli_load_experiment_defaults(tmp_path: Path) -> None:
     assert experiment.dataset == "default"
     assert experiment.split.held_out_flavors == ("hv",)
     assert experiment.config.model.latent_dim == 8
+
+
+def test_train_cli_dataset_mapping_as_in_search(tmp_path: Path) -> None:
+    document = {"dataset": {"source": "default", "generator": {"n_vgs": 5}}, "model/latent_dim": 8}
+    experiment = load_experiment(_write_config(tmp_path, document))
+    assert experiment.dataset == "default"
+    assert experiment.generator == {"n_vgs": 5}
+
+
+def test_train_cli_set_overrides_parameters(tmp_path: Path) -> None:
+    experiment = load_experiment(_write_config(tmp_path, {"loss/gamma": 0.5, "model/latent_dim": 8}))
+    changed = with_overrides(experiment, ["loss/gamma=0", "train/epochs=7"])
+    assert changed.config.loss.gamma == 0.0
+    assert changed.config.train.epochs == 7
+    assert changed.config.model.latent_dim == 8
+    assert with_overrides(experiment, []) == experiment
+
+
+@pytest.mark.parametrize(
+    ("assignment", "match"),
+    [("loss/gamma", "is not KEY=VALUE"), ("=3", "is not KEY=VALUE"), ("model/latent_size=3", "unknown parameter"),
+     ("train/lr=[1", "not valid YAML"), ("train/lr=-1", "train/lr must lie in")],
+)  # fmt: skip
+def test_train_cli_set_rejects_bad_assignment(tmp_path: Path, assignment: str, match: str) -> None:
+    experiment = load_experiment(_write_config(tmp_path, {"model/latent_dim": 8}))
+    with pytest.raises(ConfigError, match=match):
+        with_overrides(experiment, [assignment])

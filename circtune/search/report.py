@@ -21,6 +21,7 @@ from circtune.objective.data import TrialData, to_device
 from circtune.objective.run import load_model
 from circtune.objective.score import evaluate_test
 from circtune.search.searcher import FAIL_REASON_ATTR, RAY_TRIAL_ID_ATTR
+from circtune.search.spec import resolve_dataset_path
 from circtune.search.state import SearchState
 from circtune.search.trainable import TrialContext
 from circtune.tracking import plots, store
@@ -79,7 +80,7 @@ def write_report(
             return SearchReport(state.search_id, counts, None, {}, {}, {}, uri, state.parent_run_id, None)
 
         best_config = {**context.fixed, **best.params}
-        (folder / BEST_CONFIG_FILE).write_text(yaml.safe_dump(best_config, sort_keys=True))
+        (folder / BEST_CONFIG_FILE).write_text(best_config_document(prepared, best_config))
         client.log_artifact(state.parent_run_id, str(folder / BEST_CONFIG_FILE))
         trial_id = str(best.user_attrs.get(RAY_TRIAL_ID_ATTR, ""))
         run_id = (
@@ -114,6 +115,22 @@ def write_report(
     return SearchReport(
         state.search_id, counts, best.number, best_config, validation, test, uri, state.parent_run_id, registered
     )
+
+
+def best_config_document(prepared: PreparedSearch, params: dict[str, object]) -> str:
+    """Return the YAML of ``python -m circtune.train --config``: the search's dataset and split, then ``params``."""
+    spec = prepared.spec
+    path = resolve_dataset_path(spec, working_folder=prepared.options.workdir)
+    split = {
+        "held_out_flavors": list(spec.split.held_out_flavors),
+        "validation_fraction": spec.split.validation_fraction,
+        "seed": spec.split.seed,
+    }
+    dataset: object = str(path) if path is not None else "default"
+    if path is None and spec.dataset.generator:
+        dataset = {"source": "default", "generator": dict(spec.dataset.generator)}
+    document = {"dataset": dataset, "split": split}
+    return f"# best trial of {spec.source}\n" + yaml.safe_dump(document, sort_keys=False) + yaml.safe_dump(params, sort_keys=True)
 
 
 def format_report(report: SearchReport) -> str:

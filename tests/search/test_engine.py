@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 from circtune.search.cli import main
 from circtune.search.state import read_state
 from circtune.tracking import store
+from circtune.train import load_experiment
 
 pytestmark = pytest.mark.slow
 
@@ -106,6 +107,11 @@ def test_search_end_to_end_and_resume(search_folder, capsys):
     with open(best_config_path) as handle:
         best_config = yaml.safe_load(handle)
     assert best_config["train/lr"] == pytest.approx(study.best_trial.params["train/lr"])
+    # the train and compare commands read the file back with the search's dataset and split
+    experiment = load_experiment(best_config_path)
+    assert experiment.generator == {"n_mismatch_draws": 1, "n_vbs": 3, "n_vgs": 6, "n_vds": 6}
+    assert experiment.split.held_out_flavors == ("hv",)
+    assert experiment.config.train.lr == pytest.approx(study.best_trial.params["train/lr"])
 
     children = {run.data.tags[store.TAG_TRIAL_ID]: run for run in _children(client, state)}
     assert len(children) == 4
