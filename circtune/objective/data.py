@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 Part = Literal["train", "validation", "test"]
 
+# Training devices fitted to find the head's warm start.
+_WARM_START_DEVICES = 512
+
 
 class OracleFloor(NamedTuple):
     """Errors of a direct Square Law fit of each device to its own current.
@@ -63,8 +66,8 @@ class TrialData:
         corner: ``(N,)`` process corner of each sample, for plots.
         grid_shape: ``(P, B, G, D)``.
         warm_start: ``(4,)`` dimensionless log parameters (see
-            ``square_law.to_physical``) of a direct fit of the average
-            training device.
+            ``square_law.to_physical``), the median of direct fits of
+            training devices.
         oracle_validation: Direct-fit floor on the validation part.
         normalizer: The input transform, fitted on training samples.
     """
@@ -119,7 +122,7 @@ class TensorData:
 
     @property
     def warm_start(self) -> Tensor:
-        """``(4,)`` dimensionless log parameters of the average training device, on ``device``."""
+        """``(4,)`` dimensionless log parameters of a typical training device, on ``device``."""
         # A copy: arrays from Ray's object store are read-only, which torch warns about.
         return torch.tensor(np.array(self.source.warm_start), dtype=torch.float32, device=self.device)
 
@@ -156,7 +159,7 @@ def prepare_trial_data(dataset: Dataset, split: Split) -> TrialData:
     current = targets.current.astype(np.float32)
     vgs = targets.vgs.astype(np.float32)
     vds = targets.vds.astype(np.float32)
-    warm_start = _average_device_fit(current[split.train], vgs[split.train], vds[split.train])
+    warm_start = _typical_device_fit(current[split.train], vgs[split.train], vds[split.train])
     oracle = oracle_floor(current[split.validation], vgs[split.validation], vds[split.validation])
     logger.info(
         "Prepared %d samples of %d features in %.1f s; validation oracle floor %.3g %%",
@@ -219,11 +222,19 @@ def oracle_floor(current: np.ndarray, vgs: np.ndarray, vds: np.ndarray) -> Oracl
     )
 
 
-def _average_device_fit(current: np.ndarray, vgs: np.ndarray, vds: np.ndarray) -> np.ndarray:
-    """Return the ``(4,)`` dimensionless log parameters of a direct fit of the mean current on the mean axes."""
-    average = [torch.from_numpy(np.asarray(array.mean(axis=0)[None], dtype=np.float64)) for array in (current, vgs, vds)]
-    fit = fit_square_law(*average)
-    return to_normalized(fit.log_params, average[1], average[2], current_scale(average[0]))[0].numpy()
+def _typical_device_fit(current: np.ndarray, vgs: np.ndarray, vds: np.ndarray) -> np.ndarray:
+    """Return the ``(4,)`` median dimensionless log parameters of direct fits of training devices.
+
+    At most ``_WARM_START_DEVICES`` devices, evenly spaced, are fitted. The
+    median in dimensionless units is robust to the devices whose fit is
+    degenerate (a Vt of nearly 0 V) and to a mix of 1.8 V and 5 V sweeps,
+    which make a fit of the mean current meaningless.
+    """
+    chosen = np.unique(np.linspace(0, len(current) - 1, min(len(current), _WARM_START_DEVICES)).round().astype(int))
+    tensors = [torch.from_numpy(np.asarray(array[chosen], dtype=np.float64)) for array in (current, vgs, vds)]
+    fit = fit_square_law(*tensors)
+    normalized = to_normalized(fit.log_params, tensors[1], tensors[2], current_scale(tensors[0]))
+    return normalized.median(dim=0).values.numpy()
 
 
 def _tensor(array: np.ndarray, device: torch.device) -> Tensor:
