@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from circtune.data.dataset import Dataset
-from circtune.data.split import Split
+from circtune.data.split import Split, split_by_flavor
+from circtune.data.synthetic import GeneratorSettings, generate
 from circtune.errors import ConfigError
 from circtune.models.square_law import current_scale, to_physical
-from circtune.objective.config import TrialConfig
+from circtune.objective.config import DownstreamConfig, TrialConfig
 from circtune.objective.data import TensorData, TrialData, prepare_trial_data, to_device
 from circtune.objective.run import run_trial
 from circtune.objective.score import (
@@ -203,3 +204,20 @@ def _losses(history: tuple[EpochMetrics, ...]) -> list[tuple[float, ...]]:
 
 def _split_of(data: TrialData) -> Split:
     return Split(train=data.train, validation=data.validation, test=data.test, held_out_flavors=("hv",))
+
+
+def _raw_score(dataset: Dataset, held_out: tuple[str, ...], size: int) -> tuple[float, float]:
+    """Return the relative error of a head on raw ibias and the oracle floor, on validation, in percent."""
+    split = split_by_flavor(dataset.metadata, held_out, validation_fraction=0.5, seed=0)
+    data = to_device(prepare_trial_data(dataset, split), _CPU)
+    (score,) = score_features(representation("raw", data), data, DownstreamConfig(), part="validation",
+                              sizes=(size,), seed=0)  # fmt: skip
+    return score.relative_error_pct, data.source.oracle_validation.relative_error_pct
+
+
+def test_held_out_flavor_in_training_range_reaches_oracle() -> None:
+    # svt lies between lvt and hvt, so a head trained on the other flavors must come close to the direct fit
+    dataset = generate(GeneratorSettings(n_mismatch_draws=1, n_vbs=3, n_vgs=8, n_vds=8, temperatures_c=(27.0, 125.0)))
+    error, oracle = _raw_score(dataset, ("svt",), 32)
+    assert error < 2.5 * oracle
+
