@@ -1,12 +1,22 @@
 """Shared plumbing for the command-line entry points."""
 
+import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from circtune.errors import CirctuneError
 
 EXIT_USAGE = 2
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line, like every other circtune error."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``error: <prog>: <message>; see <prog> --help`` and exit with status 2."""
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message}; see {self.prog} --help\n")
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:

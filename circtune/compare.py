@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from circtune._cli import configure_logging, run_main
+from circtune._cli import ArgumentParser, configure_logging, run_main
 from circtune.data.h5format import atomic_path
 from circtune.errors import ConfigError
 from circtune.models.device import select_device
@@ -390,7 +390,7 @@ def _seed_count(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m circtune.compare", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m circtune.compare", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, help="experiment YAML file (as for circtune.train); defaults if omitted")
     parser.add_argument("--dataset", help=f"canonical .h5 path or {DEFAULT_DATASET!r}; overrides the config's")
     parser.add_argument(

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from circtune._cli import configure_logging, run_main
+from circtune._cli import ArgumentParser, configure_logging, run_main
 from circtune.data.dataset import Dataset
 from circtune.data.split import DEFAULT_HELD_OUT_FLAVORS, split_by_flavor
 from circtune.errors import ConfigError
@@ -277,7 +277,7 @@ def _parse_split(section: object, source: str) -> SplitSettings:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m circtune.train", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m circtune.train", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, type=Path, help="experiment YAML file")
     parser.add_argument("--out", type=Path, help="folder to save weights, normalizer and config into")
     parser.add_argument("--test", action="store_true", help="also score the test part (final report only)")

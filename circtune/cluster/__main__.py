@@ -12,12 +12,12 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from circtune._cli import EXIT_USAGE, configure_logging, run_main
+from circtune._cli import EXIT_USAGE, ArgumentParser, configure_logging, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m circtune.cluster",
         description="Work with the Ray cluster that runs circtune searches. docs/cluster.md describes the flow.",
     )

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from circtune._cli import configure_logging, run_main
+from circtune._cli import ArgumentParser, configure_logging, run_main
 from circtune._progress import ProgressLine
 from circtune.data.dataset import Dataset
 from circtune.data.default import DEFAULT_NAME, default_dataset_path, ensure_default_dataset
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with one sub-command per task."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m circtune.data",
         description="Create, import and inspect transistor characterization datasets (canonical HDF5 files).",
     )

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from circtune._cli import configure_logging
+from circtune._cli import ArgumentParser, configure_logging
 from circtune.search.spec import spec_names
 
 logger = logging.getLogger(__name__)
@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m circtune.search",
         description="Search VAE configurations for transistor-table embeddings: Ray Tune runs the trials, "
         "Optuna chooses them, MLflow records every run. Each trial is scored by Square Law extraction "

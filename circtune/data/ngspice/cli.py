@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from circtune._cli import configure_logging, run_main
+from circtune._cli import ArgumentParser, configure_logging, run_main
 from circtune.data.ngspice.pdk import PDKS
 from circtune.data.ngspice.simulate import DEFAULT_GRID_POINTS, Progress, SimulationSettings, simulate
 from circtune.errors import ConfigError
@@ -164,7 +164,7 @@ def settings_from_arguments(args: argparse.Namespace) -> SimulationSettings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``simulate`` command alone."""
-    parser = argparse.ArgumentParser(prog="python -m circtune.data.ngspice.cli", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m circtune.data.ngspice.cli", description=__doc__.splitlines()[0])
     add_simulate_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
 

@@ -1,0 +1,30 @@
+import importlib
+
+import pytest
+
+from circtune._cli import run_main
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "match"),
+    [
+        ("circtune.search.cli", ["--trials", "x"], "argument --trials: invalid int value: 'x'"),
+        ("circtune.train", [], "the following arguments are required: --config"),
+        ("circtune.compare", ["--seeds", "1"], "--seeds must be at least 2"),
+        ("circtune.data.cli", ["generate", "--grid"], "argument --grid: expected one argument"),
+        ("circtune.data.cli", ["frobnicate"], "invalid choice: 'frobnicate'"),
+        ("circtune.cluster.__main__", ["check", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_usage_error_is_one_line(capsys: pytest.CaptureFixture[str], module: str, argv: list[str], match: str) -> None:
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as stopped:
+        run_main(main, argv)
+    assert stopped.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: python -m circtune.")
+    assert match in lines[0]
+    assert lines[0].endswith("--help")
+    assert captured.out == ""
