@@ -301,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = [experiment.config.seed + offset for offset in range(arguments.seeds)]
     device = select_device(arguments.device)
 
-    data = prepare_experiment_data(experiment)
+    data = prepare_experiment_data(experiment, sizes)
     try:
         comparison = run_comparison(
             data, experiment.config, sizes=sizes, seeds=seeds, device=device, part=arguments.part

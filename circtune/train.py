@@ -40,7 +40,7 @@ import yaml
 
 from circtune._cli import ArgumentParser, configure_logging, run_main
 from circtune.data.dataset import Dataset
-from circtune.data.split import DEFAULT_HELD_OUT_FLAVORS, split_by_flavor
+from circtune.data.split import DEFAULT_HELD_OUT_FLAVORS, labelled_subset, split_by_flavor
 from circtune.errors import ConfigError
 from circtune.models.device import select_device
 from circtune.objective.config import TrialConfig
@@ -168,12 +168,19 @@ def load_dataset(spec: str, generator: Mapping[str, object] | None = None) -> Da
     return read_dataset(Path(spec).expanduser())
 
 
-def prepare_experiment_data(experiment: Experiment) -> TrialData:
+def prepare_experiment_data(experiment: Experiment, sizes: Sequence[int] | None = None) -> TrialData:
     """Load, split and prepare the dataset of an experiment.
+
+    Args:
+        experiment: The parsed experiment file.
+        sizes: Downstream training sizes to check against the training
+            part before the data is prepared; ``objective/train_sizes`` if
+            None.
 
     Raises:
         DataError: If the dataset is missing or cannot be split as asked.
-        ConfigError: If the split settings are invalid.
+        ConfigError: If the split settings are invalid, or a size exceeds
+            the training samples.
     """
     dataset = load_dataset(experiment.dataset, experiment.generator)
     settings = experiment.split
@@ -183,6 +190,8 @@ def prepare_experiment_data(experiment: Experiment) -> TrialData:
         validation_fraction=settings.validation_fraction,
         seed=settings.seed,
     )
+    for size in sizes if sizes is not None else experiment.config.objective.train_sizes:
+        labelled_subset(split.train, size, seed=0)  # raises ConfigError for a size out of range
     return prepare_trial_data(dataset, split)
 
 

@@ -124,6 +124,19 @@ def test_train_cli_module_entry_point(tmp_path: Path, dataset_file: Path) -> Non
     assert (tmp_path / "model" / WEIGHTS_FILE).is_file()
 
 
+def test_train_cli_oversized_size_one_stderr_line(tmp_path: Path, dataset_file: Path) -> None:
+    # the size is checked against the split before the data is prepared and logged
+    config = _write_config(tmp_path, _experiment(dataset_file, **{"objective/train_sizes": [10_000]}))
+    completed = subprocess.run(
+        [sys.executable, "-m", "circtune.train", "--config", str(config)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 2
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert "downstream training size 10000" in lines[0]
+
+
 @pytest.mark.parametrize(
     ("updates", "match"),
     [

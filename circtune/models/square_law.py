@@ -117,7 +117,7 @@ def square_law_current(log_params: Tensor, vgs: Tensor, vds: Tensor) -> Tensor:
 
 
 def to_physical(normalized: Tensor, vgs: Tensor, vds: Tensor, scale: Tensor) -> Tensor:
-    """Turn dimensionless log parameters into physical ones on each device's own scales.
+    """Convert dimensionless log parameters to physical ones on each device's own scales.
 
     With ``U = max |Vgs|``, ``V = max |Vds|`` (the device's sweep spans) and
     ``S`` its current scale, the dimensionless parameters are ``Vt / U``,
