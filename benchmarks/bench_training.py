@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from circtune.data.preprocess import Normalizer
-from circtune.models.square_law import square_law_current
+from circtune.models.square_law import current_scale, square_law_current, to_normalized, to_physical
 from circtune.objective.config import TrialConfig
 from circtune.objective.data import OracleFloor, TrialData, to_device
 from circtune.objective.train import JointTrainer
@@ -110,9 +110,8 @@ def make_data(n_samples: int, grid: tuple[int, ...]) -> TrialData:
          np.log(generator.uniform(0.02, 0.2, n_samples)), np.log(generator.uniform(1.6, 2.2, n_samples))],
         axis=1,
     )  # fmt: skip
-    current = square_law_current(
-        torch.from_numpy(log_params), torch.from_numpy(vgs).double(), torch.from_numpy(vds).double()
-    )
+    vgs_t, vds_t = torch.from_numpy(vgs).double(), torch.from_numpy(vds).double()
+    current = square_law_current(torch.from_numpy(log_params), vgs_t, vds_t)
 
     everyone = np.arange(n_samples)
     cube = n_vbs * n_vgs * n_vds
@@ -128,7 +127,7 @@ def make_data(n_samples: int, grid: tuple[int, ...]) -> TrialData:
         flavor=np.full(n_samples, "svt"),
         corner=np.full(n_samples, "tt"),
         grid_shape=(N_QUANTITIES, n_vbs, n_vgs, n_vds),
-        warm_start=log_params.mean(axis=0),
+        warm_start=to_normalized(torch.from_numpy(log_params), vgs_t, vds_t, current_scale(current)).median(dim=0).values.numpy(),
         oracle_validation=OracleFloor(loss=0.0, relative_error_pct=0.0, n_devices=1),
         normalizer=Normalizer(quantities=(), mean=np.zeros(0), std=np.ones(0)),
     )
@@ -227,7 +226,10 @@ class BaselinePipeline:
         self.config = config
         self.device = device
         self.n_samples = len(data.inputs)
-        self.model = _BaselineModel(data.n_features, config, data.warm_start).to(device)
+        # the baseline head predicts physical parameters, so it starts at those of the first device's scales
+        first = (torch.from_numpy(data.current[:1]), torch.from_numpy(data.vgs[:1]), torch.from_numpy(data.vds[:1]))
+        warm_start = to_physical(torch.from_numpy(data.warm_start)[None], first[1], first[2], current_scale(first[0]))
+        self.model = _BaselineModel(data.n_features, config, warm_start[0].numpy()).to(device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.train.lr)
         self.loader = DataLoader(_PerSampleDataset(data), batch_size=config.train.batch_size, shuffle=True)
 
