@@ -4,9 +4,10 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
-from circtune.errors import CirctuneError
+from circtune.errors import CirctuneError, ConfigError
 
 EXIT_USAGE = 2
 
@@ -38,6 +39,16 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def check_output_folder(path: Path | None, flag: str) -> None:
+    """Reject an output folder path that names an existing file, before any work is done.
+
+    Raises:
+        ConfigError: If ``path`` exists and is not a folder.
+    """
+    if path is not None and path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path} is a file, not a folder; give a folder path (it is created if missing)")
 
 
 def configure_logging(verbose: bool = False) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from circtune._cli import ArgumentParser, configure_logging, run_main
+from circtune._cli import ArgumentParser, check_output_folder, configure_logging, run_main
 from circtune.data.h5format import atomic_path
 from circtune.errors import ConfigError
 from circtune.models.device import select_device
@@ -295,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(arguments.verbose)
     experiment = load_experiment(arguments.config) if arguments.config is not None else Experiment()
     experiment = with_overrides(experiment, arguments.set)
+    check_output_folder(arguments.out, "--out")
     if arguments.dataset is not None:
         experiment = dataclasses.replace(experiment, dataset=arguments.dataset)
     sizes = arguments.sizes if arguments.sizes is not None else experiment.config.objective.train_sizes

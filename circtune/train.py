@@ -38,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from circtune._cli import ArgumentParser, configure_logging, run_main
+from circtune._cli import ArgumentParser, check_output_folder, configure_logging, run_main
 from circtune.data.dataset import Dataset
 from circtune.data.split import DEFAULT_HELD_OUT_FLAVORS, labelled_subset, split_by_flavor
 from circtune.errors import ConfigError
@@ -219,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     configure_logging(arguments.verbose)
     experiment = with_overrides(load_experiment(arguments.config), arguments.set)
+    check_output_folder(arguments.out, "--out")
     if arguments.eval_every < 0:
         raise ConfigError(f"--eval-every must be 0 or positive, but got {arguments.eval_every}")
     device = select_device(arguments.device)

@@ -28,3 +28,18 @@ def test_usage_error_is_one_line(capsys: pytest.CaptureFixture[str], module: str
     assert match in lines[0]
     assert lines[0].endswith("--help")
     assert captured.out == ""
+
+
+@pytest.mark.parametrize("module", ["circtune.train", "circtune.compare"])
+def test_out_naming_file_rejected_first(tmp_path, capsys: pytest.CaptureFixture[str], module: str) -> None:
+    # the default dataset is never loaded: the --out check comes first
+    existing = tmp_path / "model.txt"
+    existing.write_text("keep")
+    config = tmp_path / "config.yaml"
+    config.write_text("model/latent_dim: 4\n")
+    main = importlib.import_module(module).main
+    assert run_main(main, ["--config", str(config), "--out", str(existing)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert "is a file, not a folder" in lines[0]
+    assert existing.read_text() == "keep"
