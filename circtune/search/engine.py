@@ -161,7 +161,10 @@ def run_search(prepared: PreparedSearch) -> SearchReport:
                 f"give at least {n_finished}"
             )
         state = dataclasses.replace(state, n_trials=spec.search.n_trials)
-        write_state(prepared.folder, state)
+    if state.status != "running":  # a resumed search runs again, under a parent run that is open again
+        state = state.with_status("running")
+        store.reopen_run(prepared.tracking_uri, state.parent_run_id)
+    write_state(prepared.folder, state)
     remaining = state.n_trials - n_finished
     logger.info(
         "Search %s: %d of %d trials finished, %d to run; results in %s",

@@ -38,7 +38,7 @@ class SearchState:
         parent_run_id: MLflow parent run of the search.
         study_name: Optuna study name in ``optuna.db``.
         n_trials: Trials the search runs in total.
-        status: ``running``, ``finished`` or ``failed``.
+        status: ``running``, ``interrupted`` or ``finished``.
     """
 
     search_id: str

@@ -200,6 +200,11 @@ def finish_run(uri: str, run_id: str, status: str, *, reason: str | None = None)
     client.set_terminated(run_id, status=status)
 
 
+def reopen_run(uri: str, run_id: str) -> None:
+    """Mark an ended run RUNNING again, for a search that is resumed."""
+    make_client(uri).update_run(run_id, status="RUNNING")
+
+
 def end_orphaned_children(uri: str, experiment_id: str, *, parent_run_id: str, reason: str) -> list[str]:
     """End child runs of a search that were left RUNNING; return their ids.
 
