@@ -42,13 +42,39 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
 
 
 def check_output_folder(path: Path | None, flag: str) -> None:
-    """Reject an output folder path that names an existing file, before any work is done.
+    """Reject an output folder path that is a file or lies under one, before any work is done.
 
     Raises:
-        ConfigError: If ``path`` exists and is not a folder.
+        ConfigError: If ``path`` exists and is not a folder, or an existing
+            parent of it is a file.
     """
-    if path is not None and path.exists() and not path.is_dir():
+    if path is None:
+        return
+    if path.exists() and not path.is_dir():
         raise ConfigError(f"{flag} {path} is a file, not a folder; give a folder path (it is created if missing)")
+    _check_parents(path, flag)
+
+
+def check_output_file(path: Path | None, flag: str) -> None:
+    """Reject an output file path that is a folder or lies under a file, before any work is done.
+
+    Raises:
+        ConfigError: If ``path`` is an existing folder, or an existing
+            parent of it is a file.
+    """
+    if path is None:
+        return
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder; give a file path inside it, e.g. {path / 'out.h5'}")
+    _check_parents(path, flag)
+
+
+def _check_parents(path: Path, flag: str) -> None:
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{flag} {path}: {parent} is a file, not a folder; choose another path")
+            return
 
 
 def configure_logging(verbose: bool = False) -> None:

@@ -43,7 +43,7 @@ from circtune.data.dataset import Dataset
 from circtune.data.split import DEFAULT_HELD_OUT_FLAVORS, labelled_subset, split_by_flavor
 from circtune.errors import ConfigError
 from circtune.models.device import select_device
-from circtune.objective.config import TrialConfig
+from circtune.objective.config import MAX_DEPTH, TrialConfig
 from circtune.objective.data import TrialData, prepare_trial_data, to_device
 from circtune.objective.run import run_trial, save_model
 from circtune.objective.score import TrialScore, evaluate_test
@@ -84,20 +84,26 @@ class Experiment:
 def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment YAML file.
 
+    A relative dataset path is looked up beside the file first, then in the
+    working folder.
+
     Raises:
         ConfigError: If the file is missing, is not valid YAML, or contains
             an unknown key or invalid value.
     """
+    from circtune.search.spec import read_yaml
+
     source = Path(path)
-    try:
-        document = yaml.safe_load(source.read_text())
-    except OSError as error:
-        raise ConfigError(f"cannot read config file {source}: {error.strerror}; check the path") from error
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {source} is not valid YAML{where}; fix its syntax") from error
-    return parse_experiment(document if document is not None else {}, source=str(source))
+    if not source.is_file():
+        raise ConfigError(f"cannot read config file {source}: no such file; check the path")
+    document = read_yaml(source)
+    experiment = parse_experiment(document if document is not None else {}, source=str(source))
+    dataset = Path(experiment.dataset).expanduser()
+    beside = source.parent / dataset
+    if experiment.dataset != DEFAULT_DATASET and not dataset.is_absolute() and beside.is_file():
+        # as in an experiment file, a relative path is looked up beside the file first
+        experiment = dataclasses.replace(experiment, dataset=str(beside))
+    return experiment
 
 
 def parse_experiment(document: object, *, source: str = "config") -> Experiment:
@@ -138,8 +144,13 @@ def with_overrides(experiment: Experiment, assignments: Sequence[str]) -> Experi
             raise ConfigError(f"--set {assignment!r}: the value is not valid YAML; quote or fix it") from None
     if not values:
         return experiment
+    base = experiment.config.to_flat()
+    depth = values.get("model/depth")
+    if isinstance(depth, int) and not isinstance(depth, bool):
+        # a lower depth drops the widths of the layers it removes
+        base = {key: value for key, value in base.items() if key not in _width_keys_above(depth)}
     try:
-        config = TrialConfig.from_flat({**experiment.config.to_flat(), **values})
+        config = TrialConfig.from_flat({**base, **values})
     except ConfigError as error:
         raise ConfigError(f"--set: {error}") from error
     return dataclasses.replace(experiment, config=config)
@@ -245,6 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = save_model(arguments.out, vae=result.vae, head=result.head, config=config, normalizer=data.normalizer)
         print(f"saved the model to {folder}")
     return 0
+
+
+def _width_keys_above(depth: int) -> set[str]:
+    return {f"model/width_{index}" for index in range(depth + 1, MAX_DEPTH + 1)}
 
 
 def _parse_dataset(section: object, source: str) -> tuple[str, Mapping[str, object]]:

@@ -43,3 +43,35 @@ def test_out_naming_file_rejected_first(tmp_path, capsys: pytest.CaptureFixture[
     assert len(lines) == 1
     assert "is a file, not a folder" in lines[0]
     assert existing.read_text() == "keep"
+
+
+@pytest.mark.parametrize(
+    ("module", "argv"),
+    [
+        ("circtune.train", ["--config", "{config}", "--out", "{file}/model"]),
+        ("circtune.compare", ["--config", "{config}", "--out", "{file}/comparison"]),
+        ("circtune.data.cli", ["generate", "--out", "{file}/x.h5", "--grid", "2,3,3"]),
+        ("circtune.data.cli", ["generate", "--out", "{folder}", "--grid", "2,3,3", "--force"]),
+        ("circtune.data.cli", ["inspect", "{folder}/absent.h5", "--plot", "{file}/iv.png"]),
+        ("circtune.data.ngspice.cli", ["{folder}", "--devices", "nfet_01v8", "--grid", "1", "3", "3"]),
+        ("circtune.data.ngspice.cli", ["{file}/x.h5", "--devices", "nfet_01v8", "--grid", "1", "3", "3"]),
+    ],
+)
+def test_output_path_through_file_rejected(
+    tmp_path, capsys: pytest.CaptureFixture[str], module: str, argv: list[str]
+) -> None:
+    existing = tmp_path / "afile"
+    existing.write_text("keep")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    config = tmp_path / "config.yaml"
+    config.write_text("model/latent_dim: 4\n")
+    arguments = [item.format(config=config, file=existing, folder=folder) for item in argv]
+    main = importlib.import_module(module).main
+    assert run_main(main, arguments) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error:")
+    assert existing.read_text() == "keep"
+    assert list(folder.iterdir()) == []
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["afile", "config.yaml", "folder"]

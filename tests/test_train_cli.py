@@ -166,7 +166,7 @@ def test_train_cli_invalid_yaml_exits_2(tmp_path: Path, capsys: pytest.CaptureFi
     assert run_main(main, ["--config", str(config)]) == 2
     lines = _error_lines(capsys)
     assert len(lines) == 1
-    assert "is not valid YAML" in lines[0]
+    assert "broken.yaml:2:1: invalid YAML" in lines[0]
 
 
 def test_train_cli_missing_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -214,3 +214,26 @@ def test_train_cli_set_rejects_bad_assignment(tmp_path: Path, assignment: str, m
     experiment = load_experiment(_write_config(tmp_path, {"model/latent_dim": 8}))
     with pytest.raises(ConfigError, match=match):
         with_overrides(experiment, [assignment])
+
+
+def test_train_cli_set_depth_drops_default_widths(tmp_path: Path) -> None:
+    experiment = load_experiment(_write_config(tmp_path, {"model/width_1": 64}))
+    shallow = with_overrides(experiment, ["model/depth=1"])
+    assert shallow.config.model.widths == (64,)
+
+
+def test_train_cli_duplicate_key_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "twice.yaml"
+    config.write_text("train/epochs: 2\ntrain/epochs: 3\n")
+    assert run_main(main, ["--config", str(config)]) == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1
+    assert "duplicate key" in lines[0]
+
+
+def test_train_cli_dataset_beside_config_found(tmp_path: Path, dataset_file: Path) -> None:
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    dataset_file.rename(folder / "near.h5")
+    config = _write_config(folder, _experiment(Path("near.h5")))
+    assert load_experiment(config).dataset == str(folder / "near.h5")

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from circtune._cli import ArgumentParser, configure_logging, run_main
+from circtune._cli import ArgumentParser, check_output_file, configure_logging, run_main
 from circtune._progress import ProgressLine
 from circtune.data.dataset import Dataset
 from circtune.data.default import DEFAULT_NAME, default_dataset_path, ensure_default_dataset
@@ -87,6 +87,7 @@ def _generate(args: argparse.Namespace) -> int:
     from circtune.data.synthetic import GeneratorSettings, generate
 
     settings = GeneratorSettings.from_dict(_generator_overrides(args))
+    check_output_file(args.out, "--out")
     progress = ProgressLine("generating", "samples")
     if args.out is None:
         path = default_dataset_path(settings)
@@ -130,6 +131,7 @@ def _parse_grid(text: str) -> tuple[int, int, int]:
 def _inspect(args: argparse.Namespace) -> int:
     from circtune.data.summary import format_summary, plot_iv_curves, summarize
 
+    check_output_file(args.plot, "--plot")
     path = ensure_default_dataset(progress=ProgressLine("generating", "samples")) if args.path == DEFAULT_NAME else Path(args.path)
     with DatasetFile(path) as handle:
         dataset: Dataset = handle.load()

@@ -373,7 +373,7 @@ def load_spec(
             breaks the schema.
     """
     path = find_spec_file(path_or_name)
-    data = _read_yaml(path)
+    data = read_yaml(path)
     return parse_spec(data, str(path), known_parameters=known_parameters, known_metrics=known_metrics)
 
 
@@ -954,7 +954,12 @@ def _sampler_warnings(spec: ExperimentSpec) -> tuple[str, ...]:
 # --- reading YAML -------------------------------------------------------------------------------
 
 
-def _read_yaml(path: Path) -> object:
+def read_yaml(path: Path) -> object:
+    """Read a YAML file safely, rejecting duplicate keys; errors name the file, line and column.
+
+    Raises:
+        ConfigError: If the file cannot be read, is not valid YAML or repeats a key.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:

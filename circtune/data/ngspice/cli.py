@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from circtune._cli import ArgumentParser, configure_logging, run_main
+from circtune._cli import ArgumentParser, check_output_file, configure_logging, run_main
 from circtune.data.ngspice.pdk import PDKS
 from circtune.data.ngspice.simulate import DEFAULT_GRID_POINTS, Progress, SimulationSettings, simulate
 from circtune.errors import ConfigError
@@ -123,6 +123,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         ConfigError: If the flags describe an invalid simulation.
     """
     settings = settings_from_arguments(args)
+    check_output_file(Path(args.output), "output")
     reporter = _ProgressPrinter()
     path = simulate(settings, args.output, progress=reporter, ray_address=args.address, overwrite=args.force)
     reporter.finish()
