@@ -619,7 +619,7 @@ def test_cli_prints_progress_and_path(tmp_path: Path, capsys: pytest.CaptureFixt
     assert cli.main([*arguments]) == 0
     other = [*arguments, "--seed", "7"]
     assert cli.main(other) == 2
-    assert "already exists and holds other data; pass --force" in capsys.readouterr().err
+    assert "already exists and contains other data; pass --force" in capsys.readouterr().err
     assert output.read_bytes() == written
     assert cli.main([*other, "--force"]) == 0
     assert output.read_bytes() != written

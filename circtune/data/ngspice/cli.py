@@ -113,7 +113,7 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--address", default=None, help="Ray cluster address (e.g. auto) to run the jobs on instead of local processes"
     )
-    parser.add_argument("--force", action="store_true", help="overwrite an output file that holds other data")
+    parser.add_argument("--force", action="store_true", help="overwrite an output file that contains other data")
 
 
 def run_simulate(args: argparse.Namespace) -> int:

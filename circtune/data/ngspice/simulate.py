@@ -265,7 +265,7 @@ def simulate(
             ngspice and the same PDK package. When Ray is already
             initialized in this process, that connection is used. None runs
             on a local process pool.
-        overwrite: Replace an existing ``output_path`` that holds other
+        overwrite: Replace an existing ``output_path`` that contains other
             data; without it such a file is an error, checked before any
             simulation.
 
@@ -285,7 +285,7 @@ def simulate(
         return output
     if output.exists() and not overwrite:
         raise ConfigError(
-            f"output file {output} already exists and holds other data; pass --force to overwrite it "
+            f"output file {output} already exists and contains other data; pass --force to overwrite it "
             "or choose another output path"
         )
 
