@@ -34,7 +34,14 @@ from circtune.objective.data import TrialData, prepare_trial_data
 from circtune.search.report import SearchReport, write_report
 from circtune.search.searcher import StateCorrectOptunaSearch
 from circtune.search.space import sampler_for_spec, suggest
-from circtune.search.spec import ExperimentSpec, IntParameter, load_spec, resolve_dataset_path, save_spec
+from circtune.search.spec import (
+    CategoricalParameter,
+    ExperimentSpec,
+    IntParameter,
+    load_spec,
+    resolve_dataset_path,
+    save_spec,
+)
 from circtune.search.state import SearchState, read_state, write_state
 from circtune.search.trainable import TrialContext
 from circtune.tracking import store
@@ -117,6 +124,8 @@ def prepare_search(options: SearchOptions) -> PreparedSearch:
     for warning in spec.warnings:
         logger.warning("%s", warning)
     _check_trial_defaults(spec)
+    if not (options.address or os.environ.get("RAY_ADDRESS")):
+        _check_local_cpus(spec)
 
     store.check_tracking_uri(tracking_uri)
     if state is not None:
@@ -452,9 +461,43 @@ def _max_evaluations(spec: ExperimentSpec) -> int:
     return max(1, math.ceil(int(epochs) / spec.search.eval_every))
 
 
+def _check_local_cpus(spec: ExperimentSpec) -> None:
+    """Reject a per-trial CPU request above this machine's CPUs, since no trial could start.
+
+    Raises:
+        ConfigError: If ``resources.cpus_per_trial`` exceeds the CPUs this
+            process may run on.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if spec.resources.cpus_per_trial > cpus:
+        raise ConfigError(
+            f"resources.cpus_per_trial is {spec.resources.cpus_per_trial:g}, but this machine has {cpus} CPUs, "
+            f"so no trial could start; set it to at most {cpus} or run on a cluster (--address)"
+        )
+
+
 def _check_trial_defaults(spec: ExperimentSpec) -> None:
-    """Build the trial config of the fixed values, so a bad fixed value fails before any trial."""
-    TrialConfig.from_flat({**spec.fixed, "objective/train_sizes": list(spec.objective.train_sizes)}, allow_inactive=True)
+    """Build trial configs of the fixed values and of each searched bound, so a bad value fails before any trial.
+
+    Raises:
+        ConfigError: If a fixed value, or the low, high or a categorical
+            value of a searched parameter, is not a valid trial parameter.
+    """
+    fixed = {**spec.fixed, "objective/train_sizes": list(spec.objective.train_sizes)}
+    TrialConfig.from_flat(fixed, allow_inactive=True)
+    for parameter in spec.space:
+        values: tuple[object, ...] = (
+            parameter.values if isinstance(parameter, CategoricalParameter)
+            else (getattr(parameter, "low", None), getattr(parameter, "high", None))
+        )  # fmt: skip
+        for value in values:
+            try:
+                TrialConfig.from_flat({**fixed, parameter.key: value}, allow_inactive=True)
+            except ConfigError as error:
+                raise ConfigError(
+                    f"{spec.source}: space.{parameter.key}: a trial cannot take the value {value!r} ({error}); "
+                    "narrow the range or the choices"
+                ) from None
 
 
 def _apply_overrides(spec: ExperimentSpec, options: SearchOptions) -> ExperimentSpec:

@@ -84,6 +84,8 @@ CASES = [
         "validation_fraction",
     ),
     ("unknown_sampler", _edit("sampler: random", "sampler: bayes"), [], None, "search.sampler"),
+    ("space_bound_invalid_for_trial", _edit("low: 1, high: 2}", "low: 0, high: 2}"), [], None, "space.model/depth"),
+    ("cpus_above_machine", _edit("search:", "resources: {cpus_per_trial: 4096}\nsearch:"), [], None, "cpus_per_trial"),
     ("dataset_missing", _edit("source: data.h5", "source: absent.h5"), [], None, "absent.h5"),
     ("dataset_not_hdf5", _edit("source: data.h5", "source: notes.h5"), [], None, "not an HDF5 file"),
     ("dataset_without_ibias", None, [], _drop_ibias, "ibias"),
