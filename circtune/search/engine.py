@@ -19,16 +19,15 @@ import functools
 import logging
 import math
 import os
-import socket
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import optuna
 
+from circtune.cluster.address import check_ray_address
 from circtune.data.dataset import Dataset
 from circtune.data.split import Split, split_by_flavor
-from circtune.errors import ConfigError, ServiceError
+from circtune.errors import ConfigError
 from circtune.objective.config import FLAT_KEYS, TrialConfig
 from circtune.objective.data import TrialData, prepare_trial_data
 from circtune.search.report import SearchReport, write_report
@@ -56,7 +55,6 @@ TUNE_FOLDER = "tune"
 TUNE_STORAGE_ENV = "CIRCTUNE_TUNE_STORAGE"
 INTERRUPTED_ATTR = "interrupted"
 METRICS: tuple[str, ...] = ("validation_loss", "validation_error_pct", "reconstruction")
-_ADDRESS_TIMEOUT_S = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,28 +207,6 @@ def run_search(prepared: PreparedSearch) -> SearchReport:
         ray.shutdown()
     write_state(prepared.folder, state.with_status("finished"))
     return report
-
-
-def check_ray_address(address: str) -> None:
-    """Check that a Ray cluster address accepts connections, since ``ray.init`` can hang.
-
-    Raises:
-        ServiceError: If nothing listens at the address.
-        ConfigError: If the address is malformed.
-    """
-    if address == "auto":
-        return
-    parsed = urllib.parse.urlparse(address if "://" in address else f"ray://{address}")
-    if not parsed.hostname or parsed.port is None:
-        raise ConfigError(f"Ray address {address!r} is invalid; use HOST:PORT, ray://HOST:PORT or auto")
-    try:
-        with socket.create_connection((parsed.hostname, parsed.port), timeout=_ADDRESS_TIMEOUT_S):
-            pass
-    except OSError as error:
-        raise ServiceError(
-            f"Ray cluster at {address} is unreachable ({error}); start it with 'ray up cluster.yaml' or "
-            "'ray start --head', or drop --address / RAY_ADDRESS to run locally"
-        ) from error
 
 
 def _run_tuner(

@@ -6,6 +6,7 @@ Tests that run ngspice skip when the program or the PDK package is missing.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import importlib.metadata
 import math
 import os
@@ -26,6 +27,9 @@ from circtune.data.h5format import read_dataset
 from circtune.data.ngspice import cli, netlist, pdk, runner
 from circtune.data.ngspice.simulate import PARTS_SUFFIX, Progress, SimulationSettings, mismatch_parameters, simulate
 from circtune.errors import ConfigError, ServiceError
+
+# the package exports the function simulate under the module's name
+simulate_module = importlib.import_module("circtune.data.ngspice.simulate")
 
 
 def _installed(distribution: str) -> bool:
@@ -648,3 +652,25 @@ def test_simulate_on_ray_matches_local_run(tmp_path: Path) -> None:
         ray.shutdown()
         shutil.rmtree(ray_folder, ignore_errors=True)
     np.testing.assert_array_equal(remote.values, local.values)
+
+
+@needs_sky130
+def test_cli_bad_address_rejected_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    output = tmp_path / "x.h5"
+    status = cli.main([str(output), "--devices", "nfet_01v8", "--grid", "1", "3", "3", "--address", "bogus"])
+    assert status == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert "Ray address 'bogus' is invalid" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_sky130
+def test_simulate_failure_before_any_part_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*_: object) -> None:
+        raise ServiceError("no workers")
+
+    monkeypatch.setattr(simulate_module, "_run_pending", fail)
+    with pytest.raises(ServiceError):
+        simulate(_small_settings(), tmp_path / "x.h5")
+    assert list(tmp_path.iterdir()) == []

@@ -124,6 +124,10 @@ def run_simulate(args: argparse.Namespace) -> int:
     """
     settings = settings_from_arguments(args)
     check_output_file(Path(args.output), "output")
+    if args.address is not None:
+        from circtune.cluster.address import check_ray_address
+
+        check_ray_address(args.address)
     reporter = _ProgressPrinter()
     path = simulate(settings, args.output, progress=reporter, ray_address=args.address, overwrite=args.force)
     reporter.finish()

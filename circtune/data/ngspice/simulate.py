@@ -291,11 +291,17 @@ def simulate(
 
     parts = output.with_name(output.name + PARTS_SUFFIX)
     parts.mkdir(parents=True, exist_ok=True)
-    with _locked(parts):
-        _prepare_parts(parts)
-        _run_pending(plan, parts, settings, progress, ray_address)
-        dataset, failures = _merge(plan, parts, settings)
-        write_dataset(dataset, output)
+    try:
+        with _locked(parts):
+            _prepare_parts(parts)
+            _run_pending(plan, parts, settings, progress, ray_address)
+            dataset, failures = _merge(plan, parts, settings)
+            write_dataset(dataset, output)
+    except BaseException:
+        # finished parts stay for the next run to resume from; a folder without any is removed
+        if not _finished_parts(parts):
+            shutil.rmtree(parts, ignore_errors=True)
+        raise
     shutil.rmtree(parts, ignore_errors=True)
     _log_summary(output, dataset.n_samples, failures)
     return output
@@ -662,6 +668,11 @@ def _locked(parts: Path) -> Iterator[None]:
         except BlockingIOError as error:
             raise ServiceError(f"{parts} is in use by another simulation; wait for it to finish") from error
         yield
+
+
+def _finished_parts(parts: Path) -> list[Path]:
+    """Return the finished part files in ``parts``; partly written ones are hidden files, not matched."""
+    return list(parts.glob("[!.]*.npz"))
 
 
 def _prepare_parts(parts: Path) -> None:
