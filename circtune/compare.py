@@ -377,6 +377,8 @@ def _sizes(text: str) -> tuple[int, ...]:
         ) from None
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"sizes must be positive integers such as 8,32,128, not {text!r}")
+    if len(set(sizes)) != len(sizes):
+        raise argparse.ArgumentTypeError(f"sizes must be distinct, such as 8,32,128, not {text!r}")
     return sizes
 
 

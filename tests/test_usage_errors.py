@@ -11,6 +11,7 @@ from circtune._cli import run_main
         ("circtune.search.cli", ["--trials", "x"], "argument --trials: invalid int value: 'x'"),
         ("circtune.train", [], "the following arguments are required: --config"),
         ("circtune.compare", ["--seeds", "1"], "--seeds must be at least 2"),
+        ("circtune.compare", ["--sizes", "4,4"], "sizes must be distinct"),
         ("circtune.data.cli", ["generate", "--grid"], "argument --grid: expected one argument"),
         ("circtune.data.cli", ["frobnicate"], "invalid choice: 'frobnicate'"),
         ("circtune.cluster.__main__", ["check", "--bogus"], "unrecognized arguments: --bogus"),
