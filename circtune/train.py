@@ -240,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def report(epoch: int, metrics: EpochMetrics, score: TrialScore | None) -> None:
         print(format_epoch(epoch, config.train.epochs, metrics), flush=True)
-        if score is not None:
+        if score is not None and epoch < config.train.epochs:  # the last epoch's score is the final line
             print(f"  {format_score(score)}", flush=True)
 
     try:
