@@ -154,5 +154,7 @@ def test_ctrl_c_then_resume(short_tmp):
     for trial in interrupted:
         # SIGINT can land before the trial's worker created its run.
         assert runs_per_trial[trial.user_attrs[RAY_TRIAL_ID_ATTR]] <= 1
+    # the resume ends an interrupted trial's run KILLED, unless the trial's worker or Tune's shutdown
+    # ended it first (its last epoch can finish while the driver stops)
     killed = {run.data.tags[store.TAG_TRIAL_ID] for run in children if run.info.status == "KILLED"}
-    assert killed == {trial.user_attrs[RAY_TRIAL_ID_ATTR] for trial in interrupted} & set(runs_per_trial)
+    assert killed <= {trial.user_attrs[RAY_TRIAL_ID_ATTR] for trial in interrupted} & set(runs_per_trial)
