@@ -126,6 +126,8 @@ def score_features(
     scored = data.indices[part]
     train_features = features_of(data.indices["train"])  # (n_train, F)
     scored_features = features_of(scored)  # (n_scored, F)
+    measured = data.current[scored]  # (n_scored, G, D)
+    measured_scale = current_scale(measured)  # (n_scored,)
     scores = []
     for size in sizes:
         labelled = labelled_subset(train, size, seed=seed)
@@ -145,8 +147,7 @@ def score_features(
             epoch=epoch,
         )
         with torch.no_grad():
-            measured = data.current[scored]
-            predicted = head.predict_current(scored_features, data.vgs[scored], data.vds[scored], current_scale(measured))
+            predicted = head.predict_current(scored_features, data.vgs[scored], data.vds[scored], measured_scale)
             errors = square_law_errors(predicted, measured)
         score = SizeScore(size, float(errors.loss.mean()), float(errors.relative_error_pct.mean()))
         for value in (score.loss, score.relative_error_pct):

@@ -37,6 +37,8 @@ from circtune.search.spec import (
     CategoricalParameter,
     ExperimentSpec,
     IntParameter,
+    LogUniformParameter,
+    UniformParameter,
     load_spec,
     resolve_dataset_path,
     save_spec,
@@ -462,10 +464,11 @@ def _check_trial_defaults(spec: ExperimentSpec) -> None:
     fixed = {**spec.fixed, "objective/train_sizes": list(spec.objective.train_sizes)}
     TrialConfig.from_flat(fixed, allow_inactive=True)
     for parameter in spec.space:
-        values: tuple[object, ...] = (
-            parameter.values if isinstance(parameter, CategoricalParameter)
-            else (getattr(parameter, "low", None), getattr(parameter, "high", None))
-        )  # fmt: skip
+        if isinstance(parameter, CategoricalParameter):
+            values: tuple[object, ...] = parameter.values
+        else:
+            assert isinstance(parameter, UniformParameter | LogUniformParameter | IntParameter)
+            values = (parameter.low, parameter.high)
         for value in values:
             try:
                 TrialConfig.from_flat({**fixed, parameter.key: value}, allow_inactive=True)
