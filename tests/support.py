@@ -9,6 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
+# A trial small enough to train in well under a second on the small test datasets.
+TINY_PARAMETERS: dict[str, object] = {
+    "model/latent_dim": 3,
+    "model/depth": 1,
+    "model/width_1": 16,
+    "train/epochs": 2,
+    "train/batch_size": 16,
+    "downstream/hidden": 8,
+    "downstream/epochs": 20,
+}
+
 
 def distribution_installed(name: str) -> bool:
     """Return whether the Python distribution ``name`` is installed."""

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from support import TINY_PARAMETERS
 
 from circtune._cli import run_main
 from circtune.compare import (
@@ -27,16 +28,7 @@ from circtune.objective.data import OracleFloor, TrialData, prepare_trial_data, 
 from circtune.objective.train import JointTrainer
 
 _CPU = torch.device("cpu")
-_TINY_PARAMETERS = {
-    "model/latent_dim": 3,
-    "model/depth": 1,
-    "model/width_1": 16,
-    "train/epochs": 2,
-    "train/batch_size": 16,
-    "downstream/hidden": 8,
-    "downstream/epochs": 20,
-    "objective/train_sizes": [4, 12],
-}
+_TINY_PARAMETERS = {**TINY_PARAMETERS, "objective/train_sizes": [4, 12]}
 
 
 @pytest.fixture(autouse=True)

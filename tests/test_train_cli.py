@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from support import TINY_PARAMETERS
 
 from circtune._cli import run_main
 from circtune.data.dataset import Dataset
@@ -14,16 +15,7 @@ from circtune.errors import ConfigError, DataError
 from circtune.objective.run import CONFIG_FILE, NORMALIZER_FILE, WEIGHTS_FILE, load_model, run_trial
 from circtune.train import load_experiment, main, prepare_experiment_data, with_overrides
 
-_TINY_PARAMETERS = {
-    "model/latent_dim": 3,
-    "model/depth": 1,
-    "model/width_1": 16,
-    "train/epochs": 2,
-    "train/batch_size": 16,
-    "downstream/hidden": 8,
-    "downstream/epochs": 20,
-    "objective/train_sizes": [8],
-}
+_TINY_PARAMETERS = {**TINY_PARAMETERS, "objective/train_sizes": [8]}
 
 
 @pytest.fixture(autouse=True)
