@@ -15,7 +15,7 @@ def check_ray_address(address: str) -> None:
 
     Raises:
         ServiceError: If nothing listens at the address.
-        ConfigError: If the address is malformed.
+        ConfigError: If the address is invalid.
     """
     if address == "auto":
         return

@@ -298,7 +298,7 @@ def simulate(
             dataset, failures = _merge(plan, parts, settings)
             write_dataset(dataset, output)
     except BaseException:
-        # finished parts stay for the next run to resume from; a folder without any is removed
+        # Finished parts stay for the next run to resume from. A folder without any is removed.
         if not _finished_parts(parts):
             shutil.rmtree(parts, ignore_errors=True)
         raise
@@ -671,7 +671,7 @@ def _locked(parts: Path) -> Iterator[None]:
 
 
 def _finished_parts(parts: Path) -> list[Path]:
-    """Return the finished part files in ``parts``; partly written ones are hidden files, not matched."""
+    """Return the finished part files in ``parts``. Partly written parts are hidden files, so they do not match."""
     return list(parts.glob("[!.]*.npz"))
 
 
