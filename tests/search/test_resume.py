@@ -141,8 +141,12 @@ def test_search_survives_killed_worker(tmp_path):
     try:
         deadline = time.monotonic() + _TIMEOUT_S
         while time.monotonic() < deadline and driver.poll() is None and killed is None:
-            # The second checkpoint on disk means Tune has registered the first, so a retry can start from it.
-            checkpoints = list((tmp_path / "results").glob("*/tune/attempt-1/*/checkpoint_000001"))
+            # A checkpoint after the first means Tune has registered the first, so a retry can start from it.
+            # The search keeps only the newest checkpoint, so checkpoint_000001 itself may already be gone.
+            checkpoints = [
+                path for path in (tmp_path / "results").glob("*/tune/attempt-1/*/checkpoint_*")
+                if path.name != "checkpoint_000000"
+            ]  # fmt: skip
             workers = _trial_workers(driver)
             if checkpoints and workers:
                 killed = workers[0]
